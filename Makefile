@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both set themselves up.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ASSETS := static/vendor/.built
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test setup assets browser migrate lint format bench clean
+
+setup: $(STAMP) $(ASSETS)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { python=$$(scripts/find-python) && "$$python" -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+$(ASSETS): package.json package-lock.json scripts/build_assets.py
+	npm ci --no-audit --no-fund --loglevel=error
+	$(PY) scripts/build_assets.py
+	@touch $(ASSETS)
+
+assets: $(ASSETS)
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+# Serves the ASGI app on http://$(HOST):$(PORT) with a Celery worker and beat beside it.
+run: migrate
+	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/honcho -f platform/Procfile.dev start
+
+# Debian's Chromium for the browser tests; Playwright never downloads a browser of its own.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+test: setup browser
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor staticfiles var

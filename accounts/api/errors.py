@@ -1,0 +1,64 @@
+"""Errors in the OpenAI shape: {"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    406: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(message: str, *, status_code: int, code: str | None = None, param=None) -> dict:
+    return {
+        "error": {
+            "message": message,
+            "type": _TYPES.get(status_code, "api_error"),
+            "param": param,
+            "code": code,
+        }
+    }
+
+
+def _first_message(detail) -> tuple[str, str | None]:
+    """DRF's nested validation detail → one readable message and the field it's about."""
+    if isinstance(detail, dict):
+        field, value = next(iter(detail.items()))
+        message, _ = _first_message(value)
+        param = None if field == "non_field_errors" else field
+        return (f"{field}: {message}" if param else message), param
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail), None
+
+
+def openai_exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    code = getattr(exc, "default_code", None)
+    if isinstance(exc, exceptions.APIException) and hasattr(exc, "get_codes"):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else code
+    message, param = _first_message(
+        response.data
+        if isinstance(exc, exceptions.ValidationError)
+        else getattr(exc, "detail", str(exc))
+    )
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    response.data = error_body(message, status_code=response.status_code, code=code, param=param)
+    return response

@@ -1,0 +1,262 @@
+"""Turning a bearer token into a key and its organization, fast.
+
+Order of checks: shape and checksum (no I/O), this process's memory (~1 s), the shared cache
+(Redis in production), then the database. Revoking or changing a key overwrites its shared
+cache entry, so every process sees the change once its local copy (at most
+API_KEY_LOCAL_TTL old) lapses. Fills use `add`, never `set`, so a lookup that raced a revoke
+cannot put the stale, still-active record back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import BaseCache, cache
+from django.db import close_old_connections
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import keyformat
+from accounts.models import APIKey
+
+logger = logging.getLogger(__name__)
+
+_NOT_FOUND = "absent"
+_MISS = object()
+
+
+class KeyRejected(Exception):
+    """The token does not open the gateway. `reason` is safe to show the caller."""
+
+    def __init__(self, reason: str, *, code: str = "invalid_api_key") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedKey:
+    key_id: uuid.UUID
+    organization_id: uuid.UUID
+    name: str
+    expires_at: datetime | None
+    revoked: bool
+    spend_limit_nanousd: int | None
+    spend_limit_period: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+    allowed_models: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: dict) -> AuthenticatedKey:
+        return cls(
+            key_id=row["id"],
+            organization_id=row["organization_id"],
+            name=row["name"],
+            expires_at=row["expires_at"],
+            revoked=row["revoked_at"] is not None,
+            spend_limit_nanousd=row["spend_limit_nanousd"],
+            spend_limit_period=row["spend_limit_period"],
+            rpm_limit=row["rpm_limit"],
+            tpm_limit=row["tpm_limit"],
+            allowed_models=tuple(row["allowed_models"] or ()),
+        )
+
+    @classmethod
+    def from_instance(cls, key: APIKey) -> AuthenticatedKey:
+        return cls.from_row({f: getattr(key, f) for f in _FIELDS})
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+
+_FIELDS = (
+    "id",
+    "organization_id",
+    "name",
+    "expires_at",
+    "revoked_at",
+    "spend_limit_nanousd",
+    "spend_limit_period",
+    "rpm_limit",
+    "tpm_limit",
+    "allowed_models",
+)
+
+
+class KeyCache:
+    """Two levels: a per-process dict with a ~1 s life over the shared Django cache.
+
+    One instance lives in each process (`key_cache` below); tests make a second one to play a
+    second server process sharing the same cache.
+    """
+
+    def __init__(
+        self,
+        shared: BaseCache | None = None,
+        *,
+        local_ttl: float | None = None,
+        shared_ttl: int | None = None,
+    ) -> None:
+        self._shared = shared
+        self._local: dict[str, tuple[float, object]] = {}
+        self._local_ttl = local_ttl
+        self._shared_ttl = shared_ttl
+
+    @property
+    def shared(self) -> BaseCache:
+        return self._shared if self._shared is not None else cache
+
+    @property
+    def local_ttl(self) -> float:
+        return self._local_ttl if self._local_ttl is not None else settings.API_KEY_LOCAL_TTL
+
+    @property
+    def shared_ttl(self) -> int:
+        return self._shared_ttl if self._shared_ttl is not None else settings.API_KEY_CACHE_TTL
+
+    @staticmethod
+    def cache_key(hashed: str) -> str:
+        return f"apikey:{hashed}"
+
+    def _local_get(self, hashed: str) -> object:
+        hit = self._local.get(hashed)
+        if hit is None:
+            return _MISS
+        expires, value = hit
+        if expires < time.monotonic():
+            self._local.pop(hashed, None)
+            return _MISS
+        return value
+
+    def _local_put(self, hashed: str, value: object) -> None:
+        if len(self._local) > 50_000:  # bound memory against a flood of made-up keys
+            self._local.clear()
+        self._local[hashed] = (time.monotonic() + self.local_ttl, value)
+
+    def get(self, hashed: str) -> object:
+        value = self._local_get(hashed)
+        if value is _MISS:
+            value = self.shared.get(self.cache_key(hashed), _MISS)
+            if value is not _MISS:
+                self._local_put(hashed, value)
+        return value
+
+    async def aget(self, hashed: str) -> object:
+        value = self._local_get(hashed)
+        if value is _MISS:
+            value = await self.shared.aget(self.cache_key(hashed), _MISS)
+            if value is not _MISS:
+                self._local_put(hashed, value)
+        return value
+
+    def fill(self, hashed: str, value: object) -> None:
+        self.shared.add(self.cache_key(hashed), value, self.shared_ttl)
+        self._local_put(hashed, value)
+
+    async def afill(self, hashed: str, value: object) -> None:
+        await self.shared.aadd(self.cache_key(hashed), value, self.shared_ttl)
+        self._local_put(hashed, value)
+
+    def replace(self, hashed: str, value: AuthenticatedKey) -> None:
+        """After a revoke or an edit: overwrite what every process will read next."""
+        self.shared.set(self.cache_key(hashed), value, self.shared_ttl)
+        self._local.pop(hashed, None)
+
+    def clear_local(self) -> None:
+        self._local.clear()
+
+
+class LastUsedRecorder:
+    """Collects "key X was used at T" in memory and writes them in one batch now and then,
+    so a busy key costs no database write per request."""
+
+    def __init__(self, *, flush_every: float | None = None) -> None:
+        self._pending: dict[uuid.UUID, datetime] = {}
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._flush_every = flush_every
+        self._flushing = False
+
+    @property
+    def flush_every(self) -> float:
+        if self._flush_every is not None:
+            return self._flush_every
+        return settings.API_KEY_LAST_USED_FLUSH_SECONDS
+
+    def touch(self, key_id: uuid.UUID, when: datetime | None = None) -> None:
+        self._pending[key_id] = when or timezone.now()
+        if not self._flushing and time.monotonic() - self._last_flush >= self.flush_every:
+            self._flushing = True
+            threading.Thread(target=self._flush_in_thread, daemon=True).start()
+
+    def _flush_in_thread(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # a lost last_used_at is not worth crashing for
+            logger.exception("last_used_at flush failed")
+        finally:
+            close_old_connections()
+
+    def flush(self) -> int:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+            self._flushing = False
+        for key_id, when in pending.items():
+            APIKey.objects.filter(id=key_id).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=when)
+            ).update(last_used_at=when)
+        return len(pending)
+
+
+key_cache = KeyCache()
+last_used = LastUsedRecorder()
+
+
+def _check(record: object) -> AuthenticatedKey:
+    if record is _MISS or record == _NOT_FOUND or not isinstance(record, AuthenticatedKey):
+        raise KeyRejected("Incorrect API key provided.")
+    if record.revoked:
+        raise KeyRejected("This API key has been revoked.", code="revoked_api_key")
+    if record.expires_at is not None and record.expires_at <= timezone.now():
+        raise KeyRejected("This API key has expired.", code="expired_api_key")
+    return record
+
+
+def _well_formed_hash(raw_key: str) -> str:
+    if not raw_key or not keyformat.is_well_formed(raw_key):
+        raise KeyRejected("Incorrect API key provided.")
+    return keyformat.hash_key(raw_key)
+
+
+def authenticate(raw_key: str, *, cache_: KeyCache | None = None) -> AuthenticatedKey:
+    kc = cache_ or key_cache
+    hashed = _well_formed_hash(raw_key)
+    record = kc.get(hashed)
+    if record is _MISS:
+        row = APIKey.objects.filter(hashed_key=hashed).values(*_FIELDS).first()
+        record = AuthenticatedKey.from_row(row) if row else _NOT_FOUND
+        kc.fill(hashed, record)
+    key = _check(record)
+    last_used.touch(key.key_id)
+    return key
+
+
+async def aauthenticate(raw_key: str, *, cache_: KeyCache | None = None) -> AuthenticatedKey:
+    kc = cache_ or key_cache
+    hashed = _well_formed_hash(raw_key)
+    record = await kc.aget(hashed)
+    if record is _MISS:
+        row = await APIKey.objects.filter(hashed_key=hashed).values(*_FIELDS).afirst()
+        record = AuthenticatedKey.from_row(row) if row else _NOT_FOUND
+        await kc.afill(hashed, record)
+    key = _check(record)
+    last_used.touch(key.key_id)
+    return key

@@ -1,0 +1,40 @@
+"""Every write to accounts goes through here."""
+
+from __future__ import annotations
+
+from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_update
+from accounts.services.audit import audit_log_record
+from accounts.services.invitations import (
+    invitation_accept,
+    invitation_create,
+    invitation_decline,
+    invitation_revoke,
+    invitation_token,
+)
+from accounts.services.organizations import (
+    membership_change_role,
+    membership_leave,
+    membership_remove,
+    organization_create,
+    organization_rename,
+)
+from accounts.services.users import user_get_or_create_verified, user_signed_up
+
+__all__ = [
+    "api_key_create",
+    "api_key_revoke",
+    "api_key_update",
+    "audit_log_record",
+    "invitation_accept",
+    "invitation_create",
+    "invitation_decline",
+    "invitation_revoke",
+    "invitation_token",
+    "membership_change_role",
+    "membership_leave",
+    "membership_remove",
+    "organization_create",
+    "organization_rename",
+    "user_get_or_create_verified",
+    "user_signed_up",
+]

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from django.db import transaction
+
+from accounts.exceptions import AccountsError
+from accounts.models import AuditLog, Membership, Organization, Role, User
+from accounts.services.audit import audit_log_record
+
+
+@transaction.atomic
+def organization_create(*, user: User, name: str, is_personal: bool = False) -> Organization:
+    name = name.strip()
+    if not name:
+        raise AccountsError("An organization needs a name.")
+    org = Organization.objects.create(name=name[:100], is_personal=is_personal, created_by=user)
+    Membership.objects.create(organization=org, user=user, role=Role.OWNER)
+    audit_log_record(
+        organization=org, actor=user, action=AuditLog.Action.ORG_CREATED, target=org.name
+    )
+    return org
+
+
+@transaction.atomic
+def organization_rename(*, organization: Organization, actor: User, name: str) -> Organization:
+    name = name.strip()
+    if not name:
+        raise AccountsError("An organization needs a name.")
+    old = organization.name
+    organization.name = name[:100]
+    organization.save(update_fields=["name"])
+    audit_log_record(
+        organization=organization,
+        actor=actor,
+        action=AuditLog.Action.ORG_RENAMED,
+        target=organization.name,
+        data={"from": old, "to": organization.name},
+    )
+    return organization
+
+
+def _lock_owners(organization: Organization) -> list[Membership]:
+    # Locking every owner row serializes concurrent demotions/removals, so two owners can't
+    # each demote the other and leave nobody in charge.
+    return list(
+        Membership.objects.select_for_update()
+        .filter(organization=organization, role=Role.OWNER)
+        .order_by("id")
+    )
+
+
+def _ensure_not_last_owner(membership: Membership, *, doing: str) -> None:
+    if membership.role != Role.OWNER:
+        return
+    owners = _lock_owners(membership.organization)
+    if len(owners) <= 1:
+        raise AccountsError(
+            f"The last owner can't {doing}. Make someone else an owner first.", code="last_owner"
+        )
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, actor: User, role: str) -> Membership:
+    if role not in Role.values:
+        raise AccountsError("Unknown role.")
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == role:
+        return membership
+    if role != Role.OWNER:
+        _ensure_not_last_owner(membership, doing="be demoted")
+    old = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_log_record(
+        organization=membership.organization,
+        actor=actor,
+        action=AuditLog.Action.MEMBER_ROLE_CHANGED,
+        target=membership.user.email,
+        data={"from": old, "to": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: User) -> None:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    leaving = membership.user_id == actor.pk
+    _ensure_not_last_owner(membership, doing="leave" if leaving else "be removed")
+    audit_log_record(
+        organization=membership.organization,
+        actor=actor,
+        action=AuditLog.Action.MEMBER_LEFT if leaving else AuditLog.Action.MEMBER_REMOVED,
+        target=membership.user.email,
+        data={"role": membership.role},
+    )
+    membership.delete()
+
+
+def membership_leave(*, membership: Membership) -> None:
+    membership_remove(membership=membership, actor=membership.user)

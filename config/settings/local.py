@@ -1,0 +1,28 @@
+"""Development on a fresh machine: SQLite, in-process cache and channels, mail on the console."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-development-only-key-do-not-deploy")
+
+from .base import *  # noqa: E402,F403
+from .base import env  # noqa: E402
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# A development pepper; production refuses to start without its own.
+API_KEY_PEPPER = API_KEY_PEPPER or "insecure-development-pepper"  # noqa: F405
+# Sign-up and invitation mail is printed on the console.
+MAILERS = {
+    "default": {
+        "BACKEND": env(
+            "DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+        )
+    }
+}
+# Plain storage: no collectstatic needed to serve in development.
+STORAGES["staticfiles"] = {  # noqa: F405
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

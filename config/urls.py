@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpResponse
+from django.urls import include, path
+
+from accounts import urls as accounts_urls
+from accounts import views as accounts_views
+from billing import urls as billing_urls
+from observability import urls as observability_urls
+from routing import urls as routing_urls
+
+
+def healthz(request):
+    return HttpResponse("ok", content_type="text/plain")
+
+
+# Everything a tenant owns lives under /o/<org_id>/, behind accounts.access.org_view.
+org_patterns = [
+    *observability_urls.urlpatterns,
+    *routing_urls.urlpatterns,
+    *billing_urls.urlpatterns,
+    *accounts_urls.urlpatterns,
+]
+
+urlpatterns = [
+    path("", accounts_views.landing, name="landing"),
+    path("dashboard/", accounts_views.dashboard, name="dashboard"),
+    path("orgs/new/", accounts_views.organization_create, name="org_create"),
+    path("invitations/<str:token>/", accounts_views.invitation_respond, name="invitation_respond"),
+    path("o/<uuid:org_id>/", include(org_patterns)),
+    path("accounts/", include("allauth.urls")),
+    path("v1/", include("routing.api_urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]

@@ -1,0 +1,66 @@
+"""Shared fixtures. alice owns "Acme", bob is a developer in Acme, charlie owns "Globex" and
+must never see anything of Acme's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+
+from accounts import services
+from accounts.api_key_auth import key_cache
+from accounts.models import Membership, Organization, Role, User
+from tests.factories import UserFactory
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Tenant:
+    user: User
+    org: Organization
+    membership: Membership
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    # The cache outlives a test's database transaction; stale keys would leak between tests.
+    cache.clear()
+    key_cache.clear_local()
+    yield
+    key_cache.clear_local()
+
+
+@pytest.fixture
+def alice(db) -> Tenant:
+    user = UserFactory(email="alice@example.com")
+    org = services.organization_create(user=user, name="Acme")
+    return Tenant(
+        user=user, org=org, membership=Membership.objects.get(user=user, organization=org)
+    )
+
+
+@pytest.fixture
+def bob(alice) -> Tenant:
+    user = UserFactory(email="bob@example.com")
+    membership = Membership.objects.create(organization=alice.org, user=user, role=Role.DEVELOPER)
+    return Tenant(user=user, org=alice.org, membership=membership)
+
+
+@pytest.fixture
+def charlie(db) -> Tenant:
+    user = UserFactory(email="charlie@example.com")
+    org = services.organization_create(user=user, name="Globex")
+    return Tenant(
+        user=user, org=org, membership=Membership.objects.get(user=user, organization=org)
+    )
+
+
+@pytest.fixture
+def login(client):
+    def _login(user: User):
+        client.force_login(user)
+        return client
+
+    return _login
