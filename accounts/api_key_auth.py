@@ -191,7 +191,11 @@ class LastUsedRecorder:
         return settings.API_KEY_LAST_USED_FLUSH_SECONDS
 
     def touch(self, key_id: uuid.UUID, when: datetime | None = None) -> None:
-        self._pending[key_id] = when or timezone.now()
+        when = when or timezone.now()
+        # Requests can finish out of order: keep the newest time, not the last one reported.
+        pending = self._pending.get(key_id)
+        if pending is None or when > pending:
+            self._pending[key_id] = when
         if not self._flushing and time.monotonic() - self._last_flush >= self.flush_every:
             self._flushing = True
             threading.Thread(target=self._flush_in_thread, daemon=True).start()

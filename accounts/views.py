@@ -71,8 +71,8 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @org_view(Perm.VIEW)
+@require_POST
 def organization_leave(request: HttpRequest) -> HttpResponse:
     try:
         services.membership_leave(membership=request.membership)
@@ -121,8 +121,8 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_POST
 @org_view(Perm.VIEW)
+@require_POST
 def api_key_revoke(request: HttpRequest, key_id) -> HttpResponse:
     key = selectors.api_key_get(organization=request.org, key_id=key_id)
     own_key = key.created_by_id == request.user.pk and can(request, Perm.CREATE_KEYS)
@@ -179,8 +179,8 @@ def _check_can_touch(request: HttpRequest, role: str) -> None:
         raise PermissionDenied("Only owners can change owners.")
 
 
-@require_POST
 @org_view(Perm.VIEW)
+@require_POST
 def membership_role(request: HttpRequest, membership_id) -> HttpResponse:
     membership = selectors.membership_get(organization=request.org, membership_id=membership_id)
     form = RoleForm(request.POST)
@@ -199,8 +199,8 @@ def membership_role(request: HttpRequest, membership_id) -> HttpResponse:
     return redirect("members", org_id=request.org.id)
 
 
-@require_POST
 @org_view(Perm.VIEW)
+@require_POST
 def membership_remove(request: HttpRequest, membership_id) -> HttpResponse:
     membership = selectors.membership_get(organization=request.org, membership_id=membership_id)
     if membership.user_id != request.user.pk:
@@ -217,8 +217,8 @@ def membership_remove(request: HttpRequest, membership_id) -> HttpResponse:
     return redirect("members", org_id=request.org.id)
 
 
-@require_POST
 @org_view(Perm.MANAGE_MEMBERS)
+@require_POST
 def invitation_revoke(request: HttpRequest, invitation_id) -> HttpResponse:
     invitation = selectors.invitation_get(organization=request.org, invitation_id=invitation_id)
     try:

@@ -34,3 +34,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]
+
+handler404 = "accounts.api.errors.handler404"
+handler500 = "accounts.api.errors.handler500"

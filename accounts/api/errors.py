@@ -62,3 +62,36 @@ def openai_exception_handler(exc, context):
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     response.data = error_body(message, status_code=response.status_code, code=code, param=param)
     return response
+
+
+def _wants_api_error(request) -> bool:
+    return request.path.startswith("/v1/")
+
+
+def handler404(request, exception=None):
+    """Unknown /v1 paths answer in the OpenAI shape; pages get the site's 404 page."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if _wants_api_error(request):
+        return JsonResponse(
+            error_body(
+                f"Unknown request URL: {request.method} {request.path}.",
+                status_code=404,
+                code="unknown_url",
+            ),
+            status=404,
+        )
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    from django.http import JsonResponse
+    from django.views.defaults import server_error
+
+    if _wants_api_error(request):
+        return JsonResponse(
+            error_body("The server had an error processing your request.", status_code=500),
+            status=500,
+        )
+    return server_error(request)

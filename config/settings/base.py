@@ -113,12 +113,13 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # Kombu's filesystem transport: a broker that needs no server, shared through var/.
     CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
-    for folder in ("celery", "celery-processed"):
+    for folder in ("celery", "celery-processed", "celery-control"):
         (BASE_DIR / "var" / folder).mkdir(exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BASE_DIR / "var" / "celery"),
         "data_folder_out": str(BASE_DIR / "var" / "celery"),
         "processed_folder": str(BASE_DIR / "var" / "celery-processed"),
+        "control_folder": str(BASE_DIR / "var" / "celery-control"),
         "store_processed": False,
     }
 
@@ -238,5 +239,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console handler would print every line a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }

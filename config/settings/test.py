@@ -20,8 +20,13 @@ WHITENOISE_USE_FINDERS = True
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 if REDIS_URL:  # noqa: F405
-    # Each xdist worker gets its own key space so parallel tests don't see each other's cache.
-    worker = env("PYTEST_XDIST_WORKER", default="main")
-    CACHES["default"]["KEY_PREFIX"] = f"llmapi-test-{worker}"  # noqa: F405
-    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"llmapi-test-{worker}"  # noqa: F405
-API_KEY_LAST_USED_FLUSH_SECONDS = 10**9  # tests flush explicitly
+    # Each xdist worker gets a Redis database of its own (cache.clear() flushes a whole
+    # database, and parallel tests must not wipe each other's keys).
+    from urllib.parse import urlsplit, urlunsplit
+
+    worker = env("PYTEST_XDIST_WORKER", default="gw0")
+    db_index = 1 + int(worker.removeprefix("gw") or 0) % 15
+    REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{db_index}"))  # noqa: F405
+    CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]  # noqa: F405
+    CELERY_BROKER_URL = REDIS_URL
