@@ -9,6 +9,7 @@ cannot put the stale, still-active record back.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -208,6 +209,10 @@ class LastUsedRecorder:
         finally:
             close_old_connections()
 
+    def discard(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
     def flush(self) -> int:
         with self._lock:
             pending, self._pending = self._pending, {}
@@ -264,3 +269,13 @@ async def aauthenticate(raw_key: str, *, cache_: KeyCache | None = None) -> Auth
     key = _check(record)
     last_used.touch(key.key_id)
     return key
+
+
+def _flush_at_exit() -> None:
+    try:
+        last_used.flush()
+    except Exception:  # the database may already be gone at shutdown
+        logger.warning("could not write last_used_at at exit", exc_info=True)
+
+
+atexit.register(_flush_at_exit)

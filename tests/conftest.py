@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 
 from accounts import services
-from accounts.api_key_auth import key_cache
+from accounts.api_key_auth import key_cache, last_used
 from accounts.models import Membership, Organization, Role, User
 from tests.factories import UserFactory
 
@@ -30,6 +30,7 @@ def _fresh_caches():
     key_cache.clear_local()
     yield
     key_cache.clear_local()
+    last_used.discard()
 
 
 @pytest.fixture

@@ -21,10 +21,15 @@ def invitation_token(invitation: Invitation) -> str:
     return signing.dumps(str(invitation.id), salt=TOKEN_SALT)
 
 
-def _send_invitation_email(invitation_id: str, accept_url: str) -> None:
-    invitation = Invitation.objects.select_related("organization", "invited_by").get(
-        pk=invitation_id
+def invitation_send_email(*, invitation_id: str, accept_url: str) -> None:
+    """Runs in a Celery worker. A withdrawn or answered invitation sends nothing."""
+    invitation = (
+        Invitation.objects.select_related("organization", "invited_by")
+        .filter(pk=invitation_id, status=Invitation.Status.PENDING)
+        .first()
     )
+    if invitation is None:
+        return
     context = {"invitation": invitation, "accept_url": accept_url}
     send_mail(
         subject=f"[LLM API] You're invited to join {invitation.organization.name}",
@@ -74,7 +79,9 @@ def invitation_create(
     accept_url = base_url.rstrip("/") + reverse(
         "invitation_respond", kwargs={"token": invitation_token(invitation)}
     )
-    transaction.on_commit(lambda: _send_invitation_email(str(invitation.id), accept_url))
+    from accounts.tasks import send_invitation_email
+
+    transaction.on_commit(lambda: send_invitation_email.delay(str(invitation.id), accept_url))
     return invitation
 
 
