@@ -193,12 +193,15 @@ class LastUsedRecorder:
 
     def touch(self, key_id: uuid.UUID, when: datetime | None = None) -> None:
         when = when or timezone.now()
-        # Requests can finish out of order: keep the newest time, not the last one reported.
-        pending = self._pending.get(key_id)
-        if pending is None or when > pending:
-            self._pending[key_id] = when
-        if not self._flushing and time.monotonic() - self._last_flush >= self.flush_every:
-            self._flushing = True
+        start_flush = False
+        with self._lock:
+            # Requests can finish out of order: keep the newest time, not the last reported.
+            pending = self._pending.get(key_id)
+            if pending is None or when > pending:
+                self._pending[key_id] = when
+            if not self._flushing and time.monotonic() - self._last_flush >= self.flush_every:
+                self._flushing = start_flush = True
+        if start_flush:
             threading.Thread(target=self._flush_in_thread, daemon=True).start()
 
     def _flush_in_thread(self) -> None:

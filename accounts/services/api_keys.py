@@ -104,6 +104,10 @@ def api_key_update(*, api_key: APIKey, actor: User, **changes: Any) -> APIKey:
     unknown = set(changes) - allowed
     if unknown:
         raise AccountsError(f"Can't change {', '.join(sorted(unknown))}.")
+    if changes.get("expires_at") is not None and changes["expires_at"] <= timezone.now():
+        raise AccountsError("The expiry must be in the future.")
+    if "allowed_models" in changes:
+        changes["allowed_models"] = [m.strip() for m in changes["allowed_models"] or []]
     key = APIKey.objects.select_for_update().get(pk=api_key.pk)
     for field, value in changes.items():
         setattr(key, field, value)

@@ -48,10 +48,16 @@ def _lock_owners(organization: Organization) -> list[Membership]:
     )
 
 
-def _ensure_not_last_owner(membership: Membership, *, doing: str) -> None:
+def _lock_for_change(membership: Membership) -> tuple[Membership, list[Membership]]:
+    # Owners first, then the member, always in that order: two owners demoting each other at
+    # once queue up instead of deadlocking.
+    owners = _lock_owners(membership.organization)
+    return Membership.objects.select_for_update().get(pk=membership.pk), owners
+
+
+def _ensure_not_last_owner(membership: Membership, owners: list[Membership], *, doing: str) -> None:
     if membership.role != Role.OWNER:
         return
-    owners = _lock_owners(membership.organization)
     if len(owners) <= 1:
         raise AccountsError(
             f"The last owner can't {doing}. Make someone else an owner first.", code="last_owner"
@@ -62,11 +68,11 @@ def _ensure_not_last_owner(membership: Membership, *, doing: str) -> None:
 def membership_change_role(*, membership: Membership, actor: User, role: str) -> Membership:
     if role not in Role.values:
         raise AccountsError("Unknown role.")
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    membership, owners = _lock_for_change(membership)
     if membership.role == role:
         return membership
     if role != Role.OWNER:
-        _ensure_not_last_owner(membership, doing="be demoted")
+        _ensure_not_last_owner(membership, owners, doing="be demoted")
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -82,9 +88,9 @@ def membership_change_role(*, membership: Membership, actor: User, role: str) ->
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, actor: User) -> None:
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    membership, owners = _lock_for_change(membership)
     leaving = membership.user_id == actor.pk
-    _ensure_not_last_owner(membership, doing="leave" if leaving else "be removed")
+    _ensure_not_last_owner(membership, owners, doing="leave" if leaving else "be removed")
     audit_log_record(
         organization=membership.organization,
         actor=actor,
