@@ -31,8 +31,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
+    # Function-scoped on purpose: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, which would break the async tests that share the worker.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
