@@ -19,6 +19,16 @@ FILES = [
     ("bootstrap/dist/css/bootstrap.min.css.map", "bootstrap/bootstrap.min.css.map"),
     ("bootstrap/dist/js/bootstrap.bundle.min.js", "bootstrap/bootstrap.bundle.min.js"),
     ("bootstrap/dist/js/bootstrap.bundle.min.js.map", "bootstrap/bootstrap.bundle.min.js.map"),
+    # The icon font: the stylesheet finds its fonts at fonts/ beside it.
+    ("bootstrap-icons/font/bootstrap-icons.min.css", "bootstrap-icons/bootstrap-icons.min.css"),
+    (
+        "bootstrap-icons/font/fonts/bootstrap-icons.woff2",
+        "bootstrap-icons/fonts/bootstrap-icons.woff2",
+    ),
+    (
+        "bootstrap-icons/font/fonts/bootstrap-icons.woff",
+        "bootstrap-icons/fonts/bootstrap-icons.woff",
+    ),
 ]
 
 

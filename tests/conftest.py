@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.core.cache import cache
+from django.db import connections
 
 from accounts import services
 from accounts.api_key_auth import key_cache, last_used
@@ -31,6 +33,29 @@ def _fresh_caches():
     yield
     key_cache.clear_local()
     last_used.discard()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_connections(django_db_setup, django_db_blocker):
+    """Connections opened in worker threads (async ORM, ASGI request threads, the live
+    server) can outlive their thread; PostgreSQL won't drop a test database they hold."""
+    yield
+    with django_db_blocker.unblock():
+        connection = connections["default"]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
+@pytest.fixture(autouse=True)
+def _close_async_orm_connection():
+    # The async ORM (and Channels' sync views) query from sync_to_async's one worker thread,
+    # which keeps its connection open; PostgreSQL won't drop a test database while it is.
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture

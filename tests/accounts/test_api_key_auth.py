@@ -6,9 +6,9 @@ import time
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -313,18 +313,8 @@ class _WorkerQueries:
         self.count = await sync_to_async(lambda: len(self._ctx.captured_queries))()
 
 
-@pytest.fixture
-def close_worker_connection():
-    # The async ORM queried from sync_to_async's one worker thread, which keeps its connection
-    # open; PostgreSQL won't drop the test database while it is. Close it in that thread.
-    yield
-    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
-
-
 @pytest.mark.django_db(transaction=True)
-async def test_async_a_valid_key_opens_the_door_and_costs_no_query_when_warm(
-    alice, close_worker_connection
-):
+async def test_async_a_valid_key_opens_the_door_and_costs_no_query_when_warm(alice):
     key, raw = await sync_to_async(services.api_key_create)(
         organization=alice.org, created_by=alice.user, name="async"
     )
@@ -341,9 +331,7 @@ async def test_async_a_valid_key_opens_the_door_and_costs_no_query_when_warm(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_async_malformed_and_bad_checksum_tokens_cost_no_query(
-    alice, close_worker_connection
-):
+async def test_async_malformed_and_bad_checksum_tokens_cost_no_query(alice):
     _, raw = await sync_to_async(services.api_key_create)(
         organization=alice.org, created_by=alice.user, name="async"
     )
@@ -356,7 +344,7 @@ async def test_async_malformed_and_bad_checksum_tokens_cost_no_query(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_async_unknown_revoked_and_expired_keys_are_refused(alice, close_worker_connection):
+async def test_async_unknown_revoked_and_expired_keys_are_refused(alice):
     async with _WorkerQueries() as queries:
         with pytest.raises(KeyRejected) as refused:
             await selectors.api_key_authenticate_async(raw_key=_unknown_but_well_formed())
