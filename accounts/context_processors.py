@@ -4,8 +4,9 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
+from accounts.access import CURRENT_ORG_SESSION_KEY
 from accounts.permissions import ROLE_PERMISSIONS, Perm
-from accounts.selectors import organization_list_for_user
+from accounts.selectors import membership_find, organization_list_for_user
 
 # The dashboard's navigation: (key, label, url name, permission needed to see it).
 NAV = (
@@ -28,6 +29,12 @@ def dashboard(request: HttpRequest) -> dict:
     org = getattr(request, "org", None)
     membership = getattr(request, "membership", None)
     context["user_orgs"] = list(organization_list_for_user(user=user))
+    if org is None:
+        # Account pages (password, MFA) keep the sidebar of the organization used last.
+        wanted = request.session.get(CURRENT_ORG_SESSION_KEY)
+        if wanted:
+            membership = membership_find(user=user, organization_id=wanted)
+            org = membership.organization if membership else None
     context["current_org"] = org
     context["current_membership"] = membership
     if org is not None and membership is not None:

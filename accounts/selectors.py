@@ -24,6 +24,7 @@ __all__ = [
     "invitation_from_token",
     "invitation_get",
     "invitation_list_pending",
+    "membership_find",
     "membership_for_user",
     "membership_get",
     "membership_list",
@@ -47,15 +48,19 @@ def organization_list_for_user(*, user: User) -> QuerySet[Organization]:
     )
 
 
-def membership_for_user(*, user: User, organization_id: uuid.UUID | str) -> Membership:
-    """The one tenant gate: a membership, or 404 for anyone who isn't a member."""
+def membership_find(*, user: User, organization_id: uuid.UUID | str) -> Membership | None:
     if not getattr(user, "is_authenticated", False):
-        raise Http404
-    membership = (
+        return None
+    return (
         Membership.objects.select_related("organization")
         .filter(user=user, organization_id=organization_id)
         .first()
     )
+
+
+def membership_for_user(*, user: User, organization_id: uuid.UUID | str) -> Membership:
+    """The one tenant gate: a membership, or 404 for anyone who isn't a member."""
+    membership = membership_find(user=user, organization_id=organization_id)
     if membership is None:
         raise Http404
     return membership

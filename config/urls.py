@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from accounts import urls as accounts_urls
@@ -13,6 +14,11 @@ from routing import urls as routing_urls
 
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
+
+
+def favicon(request):
+    # Resolved per request: the hashed name only exists once collectstatic has run.
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
 # Everything a tenant owns lives under /o/<org_id>/, behind accounts.access.org_view.
@@ -33,6 +39,7 @@ urlpatterns = [
     path("v1/", include("routing.api_urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon),
 ]
 
 handler404 = "accounts.api.errors.handler404"

@@ -27,3 +27,21 @@ def test_dashboard_lands_on_the_current_organization(alice, login):
         "Settings",
     ):
         assert label.encode() in page.content
+
+
+def test_account_pages_keep_the_organization_sidebar(alice, login):
+    client = login(alice.user)
+    client.get(reverse("org_overview", kwargs={"org_id": alice.org.id}))
+    page = client.get(reverse("account_change_password"))
+    assert page.status_code == 200
+    assert reverse("api_keys", kwargs={"org_id": alice.org.id}).encode() in page.content
+
+
+def test_errors_have_product_pages(alice, charlie, login):
+    client = login(charlie.user)
+    missing = client.get(reverse("api_keys", kwargs={"org_id": alice.org.id}))
+    assert missing.status_code == 404
+    assert b"Page not found" in missing.content
+    assert b"Back to the dashboard" in missing.content
+    viewer = login(alice.user)
+    assert viewer.get("/favicon.ico").status_code == 301
