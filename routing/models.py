@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class WireFormat(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
+    GEMINI = "gemini", "Google Gemini"
+
+
+class Provider(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    wire = models.CharField(max_length=16, choices=WireFormat.choices)
+    # May hold {ENV_VAR} placeholders, filled from the environment (a project id, a host).
+    base_url = models.CharField(max_length=300)
+    auth = models.CharField(max_length=32, default="bearer")
+    # The credential is never stored: only the name of the environment variable holding it.
+    credentials_env = models.CharField(max_length=64, blank=True)
+    region = models.CharField(max_length=64, blank=True)
+    simulated_latency_ms = models.PositiveIntegerField(default=0)
+    simulated_tokens_per_second = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(wire__in=["openai", "anthropic", "gemini"]),
+                name="routing_provider_wire_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CatalogModel(models.Model):
+    """A model as clients name it (`google/gemini-3.1-flash-lite`), whoever serves it."""
+
+    public_id = models.CharField(max_length=128, unique=True)
+    aliases = models.JSONField(default=list, blank=True)
+    name = models.CharField(max_length=128)
+    description = models.TextField(blank=True)
+    context_window = models.PositiveIntegerField()
+    max_output_tokens = models.PositiveIntegerField()
+    input_modalities = models.JSONField(default=list, blank=True)
+    supports_tools = models.BooleanField(default=False)
+    supports_structured_output = models.BooleanField(default=False)
+    reasoning_levels = models.JSONField(default=list, blank=True)
+    is_embedding = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["public_id"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class Endpoint(models.Model):
+    """One provider serving one model, at its own prices and limits.
+
+    Prices are integer nano-USD per 1M tokens ($0.05 per 1M tokens = 50_000_000), so a cost is
+    exact integer arithmetic: tokens × price // 1M, rounded once per request.
+    """
+
+    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="endpoints")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="endpoints")
+    upstream_model = models.CharField(max_length=128)
+    input_price = models.BigIntegerField()
+    cached_input_price = models.BigIntegerField()
+    output_price = models.BigIntegerField()
+    reasoning_price = models.BigIntegerField()
+    context_window = models.PositiveIntegerField()
+    max_output_tokens = models.PositiveIntegerField()
+    # Nominal figures from the catalog, shown until traffic measures the real ones.
+    nominal_latency_ms = models.PositiveIntegerField(default=0)
+    nominal_throughput_tps = models.PositiveIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["model", "provider"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "provider"], name="routing_endpoint_unique"),
+            models.CheckConstraint(
+                condition=models.Q(input_price__gte=0)
+                & models.Q(cached_input_price__gte=0)
+                & models.Q(output_price__gte=0)
+                & models.Q(reasoning_price__gte=0),
+                name="routing_endpoint_prices_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.public_id} @ {self.provider.slug}"
+
+
+class CatalogVersion(models.Model):
+    """Bumped on every catalog change, so each process knows when its snapshot is stale."""
+
+    version = models.PositiveIntegerField(default=0)
+    loaded_from = models.PositiveIntegerField(default=0, help_text="Version of the data file.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"catalog v{self.version}"

@@ -36,7 +36,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -188,7 +188,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "servestatic.storage.CompressedManifestStaticFilesStorage"},
 }
 MEDIA_ROOT = BASE_DIR / "var" / "media"
 
@@ -232,6 +232,14 @@ API_KEY_LOCAL_TTL = env.float("LLMAPI_API_KEY_LOCAL_TTL", default=1.0)
 API_KEY_LAST_USED_FLUSH_SECONDS = env.int("LLMAPI_API_KEY_LAST_USED_FLUSH_SECONDS", default=30)
 
 INVITATION_MAX_AGE_DAYS = 7
+
+# The gateway. Providers without credentials are played by the provider simulator.
+SIMULATOR_HOST = env("LLMAPI_SIMULATOR_HOST", default="127.0.0.1")
+SIMULATOR_PORT = env.int("LLMAPI_SIMULATOR_PORT", default=8100)
+SIMULATOR_URL = env("LLMAPI_SIMULATOR_URL", default=f"http://{SIMULATOR_HOST}:{SIMULATOR_PORT}")
+ROUTING_FORCE_SIMULATOR = env.bool("LLMAPI_FORCE_SIMULATOR", default=False)
+# How often a process checks whether the catalog changed (one cache read).
+CATALOG_REFRESH_SECONDS = env.float("LLMAPI_CATALOG_REFRESH_SECONDS", default=5.0)
 
 LOGGING = {
     "version": 1,

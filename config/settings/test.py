@@ -16,10 +16,13 @@ MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
-WHITENOISE_USE_FINDERS = True
+SERVESTATIC_USE_FINDERS = True
 # No connection pool in tests: pooled connections opened in ASGI request threads would outlive
 # the test database and block its teardown.
 DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
+# Tests never reach a real provider, whatever credentials the environment holds.
+ROUTING_FORCE_SIMULATOR = True
+CATALOG_REFRESH_SECONDS = 0.0
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 if REDIS_URL:  # noqa: F405

@@ -1,0 +1,121 @@
+"""Writes to the routing app: the catalog."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider
+from routing.snapshot import CATALOG_VERSION_CACHE_KEY
+
+CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "catalog.json"
+NANO_PER_USD = 1_000_000_000
+
+
+def price_to_nano(value: str | int | float) -> int:
+    """ "0.05" USD per 1M tokens → 50_000_000 nano-USD per 1M tokens (exact)."""
+    nano = Decimal(str(value)) * NANO_PER_USD
+    if nano != nano.to_integral_value():
+        raise ValueError(f"price {value} has more precision than a nano-USD per 1M tokens")
+    return int(nano)
+
+
+@transaction.atomic
+def catalog_bump_version() -> int:
+    row, _ = CatalogVersion.objects.select_for_update().get_or_create(pk=1)
+    row.version += 1
+    row.updated_at = timezone.now()
+    row.save(update_fields=["version", "updated_at"])
+    version = row.version
+    transaction.on_commit(lambda: cache.set(CATALOG_VERSION_CACHE_KEY, version, None))
+    return version
+
+
+@transaction.atomic
+def catalog_load(*, data: dict[str, Any] | None = None) -> dict[str, int]:
+    """Loads the catalog data file into the database. Idempotent: running it twice changes
+    nothing the second time. Rows the file no longer lists are disabled, never deleted (logs and
+    bills refer to them)."""
+    data = data if data is not None else json.loads(CATALOG_FILE.read_text())
+    counts = {"providers": 0, "models": 0, "endpoints": 0, "changed": 0}
+    providers: dict[str, Provider] = {}
+    for p in data["providers"]:
+        values = {
+            "name": p["name"],
+            "wire": p["wire"],
+            "base_url": p["base_url"],
+            "auth": p.get("auth", "bearer"),
+            "credentials_env": p.get("credentials_env", ""),
+            "region": p.get("region", ""),
+            "simulated_latency_ms": p.get("simulated", {}).get("latency_ms", 0),
+            "simulated_tokens_per_second": p.get("simulated", {}).get("tokens_per_second", 0),
+        }
+        providers[p["slug"]], changed = _upsert(Provider, {"slug": p["slug"]}, values)
+        counts["providers"] += 1
+        counts["changed"] += changed
+    models: dict[str, CatalogModel] = {}
+    for m in data["models"]:
+        caps = m.get("capabilities", {})
+        values = {
+            "aliases": m.get("aliases", []),
+            "name": m["name"],
+            "description": m.get("description", ""),
+            "context_window": m["context_window"],
+            "max_output_tokens": m["max_output_tokens"],
+            "input_modalities": m.get("input_modalities", ["text"]),
+            "supports_tools": caps.get("tools", False),
+            "supports_structured_output": caps.get("structured_output", False),
+            "reasoning_levels": caps.get("reasoning_levels", []),
+            "is_embedding": caps.get("embeddings", False),
+        }
+        models[m["id"]], changed = _upsert(CatalogModel, {"public_id": m["id"]}, values)
+        counts["models"] += 1
+        counts["changed"] += changed
+    listed = set()
+    for e in data["endpoints"]:
+        prices = e["prices"]
+        values = {
+            "upstream_model": e["upstream_model"],
+            "input_price": price_to_nano(prices["input"]),
+            "cached_input_price": price_to_nano(prices.get("cached_input", prices["input"])),
+            "output_price": price_to_nano(prices["output"]),
+            "reasoning_price": price_to_nano(prices.get("reasoning", prices["output"])),
+            "context_window": e["context_window"],
+            "max_output_tokens": e["max_output_tokens"],
+            "nominal_latency_ms": e.get("latency_ms", 0),
+            "nominal_throughput_tps": e.get("throughput_tps", 0),
+            "enabled": e.get("enabled", True),
+        }
+        endpoint, changed = _upsert(
+            Endpoint,
+            {"model": models[e["model"]], "provider": providers[e["provider"]]},
+            values,
+        )
+        listed.add(endpoint.pk)
+        counts["endpoints"] += 1
+        counts["changed"] += changed
+    counts["changed"] += (
+        Endpoint.objects.exclude(pk__in=listed).filter(enabled=True).update(enabled=False)
+    )
+    if counts["changed"]:
+        catalog_bump_version()
+    CatalogVersion.objects.filter(pk=1).update(loaded_from=data.get("version", 0))
+    return counts
+
+
+def _upsert(model, lookup: dict, values: dict):
+    obj = model.objects.filter(**lookup).first()
+    if obj is None:
+        return model.objects.create(**lookup, **values), 1
+    changed = [f for f, v in values.items() if getattr(obj, f) != v]
+    for field in changed:
+        setattr(obj, field, values[field])
+    if changed:
+        obj.save(update_fields=changed)
+    return obj, int(bool(changed))
