@@ -27,6 +27,7 @@ assets: $(ASSETS)
 
 migrate: setup
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_catalog
 
 # Serves the ASGI app on http://$(HOST):$(PORT) with a Celery worker and beat beside it.
 run: migrate

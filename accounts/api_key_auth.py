@@ -53,6 +53,8 @@ class AuthenticatedKey:
     rpm_limit: int | None
     tpm_limit: int | None
     allowed_models: tuple[str, ...]
+    org_rpm_limit: int | None = None
+    org_tpm_limit: int | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> AuthenticatedKey:
@@ -67,11 +69,16 @@ class AuthenticatedKey:
             rpm_limit=row["rpm_limit"],
             tpm_limit=row["tpm_limit"],
             allowed_models=tuple(row["allowed_models"] or ()),
+            org_rpm_limit=row["organization__rpm_limit"],
+            org_tpm_limit=row["organization__tpm_limit"],
         )
 
     @classmethod
     def from_instance(cls, key: APIKey) -> AuthenticatedKey:
-        return cls.from_row({f: getattr(key, f) for f in _FIELDS})
+        row = {f: getattr(key, f) for f in _FIELDS if "__" not in f}
+        row["organization__rpm_limit"] = key.organization.rpm_limit
+        row["organization__tpm_limit"] = key.organization.tpm_limit
+        return cls.from_row(row)
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -88,6 +95,8 @@ _FIELDS = (
     "rpm_limit",
     "tpm_limit",
     "allowed_models",
+    "organization__rpm_limit",
+    "organization__tpm_limit",
 )
 
 

@@ -59,6 +59,9 @@ class Organization(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
     is_personal = models.BooleanField(default=False)
+    # Organization-wide gateway rate limits (every key together); None means no limit.
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -156,6 +159,8 @@ class AuditLog(models.Model):
     class Action(models.TextChoices):
         ORG_CREATED = "org.created", "Organization created"
         ORG_RENAMED = "org.renamed", "Organization renamed"
+        ORG_LIMITS_CHANGED = "org.limits_changed", "Organization rate limits changed"
+        ROUTING_POLICY_CHANGED = "org.routing_changed", "Default routing changed"
         MEMBER_JOINED = "member.joined", "Member joined"
         MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
         MEMBER_REMOVED = "member.removed", "Member removed"

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import urls as accounts_urls
 from accounts import views as accounts_views
@@ -36,7 +37,9 @@ urlpatterns = [
     path("invitations/<str:token>/", accounts_views.invitation_respond, name="invitation_respond"),
     path("o/<uuid:org_id>/", include(org_patterns)),
     path("accounts/", include("allauth.urls")),
-    path("v1/", include("routing.api_urls")),
+    path("v1/openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("v1/", include("routing.api.urls")),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi"), name="api_docs"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", favicon),

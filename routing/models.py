@@ -107,3 +107,37 @@ class CatalogVersion(models.Model):
 
     def __str__(self) -> str:
         return f"catalog v{self.version}"
+
+
+class RoutingStrategy(models.TextChoices):
+    PRICE = "price", "Price"
+    LATENCY = "latency", "Latency"
+    THROUGHPUT = "throughput", "Throughput"
+
+
+class RoutingPolicy(models.Model):
+    """An organization's default routing: what applies when a request doesn't say otherwise."""
+
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="routing_policy"
+    )
+    strategy = models.CharField(
+        max_length=16, choices=RoutingStrategy.choices, default=RoutingStrategy.PRICE
+    )
+    # Provider slugs, best first; tried before the strategy's own order.
+    provider_order = models.JSONField(default=list, blank=True)
+    ignored_providers = models.JSONField(default=list, blank=True)
+    allow_fallbacks = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "routing policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(strategy__in=["price", "latency", "throughput"]),
+                name="routing_policy_strategy_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"routing policy of {self.organization_id}"

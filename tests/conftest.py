@@ -17,6 +17,8 @@ from tests.factories import UserFactory
 
 PASSWORD = "correct horse battery"
 
+pytest_plugins = ["tests.routing.gateway_fixtures"]
+
 
 @dataclass
 class Tenant:
@@ -90,3 +92,52 @@ def login(client):
         return client
 
     return _login
+
+
+class _ServerThread:
+    """The real ASGI application under uvicorn, in a thread, on a free port."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from config.asgi import application
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the ASGI test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker):
+    """Our gateway served as in production (uvicorn, ASGI), for real HTTP clients such as the
+    official openai SDK. Tests using it need committed data: use `transactional_db`."""
+    server = _ServerThread()
+    server.start()
+    yield server
+    server.stop()

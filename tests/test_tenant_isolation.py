@@ -25,6 +25,8 @@ NOT_TENANT_SCOPED = {
 # The invitation link carries a signed token: anyone holding it may look, only the addressee
 # may answer (tested in tests/accounts/test_views_members.py).
 CAPABILITY_URLS = {"invitation_respond"}
+# Ids of public, shared things: the model catalog belongs to no tenant.
+PUBLIC_URLS = {"v1_model"}
 
 
 def _walk(patterns, prefix=""):
@@ -49,7 +51,7 @@ def id_taking_patterns():
         module = _module_of(pattern)
         if any(module.startswith(skip) for skip in NOT_TENANT_SCOPED) or route.startswith("admin/"):
             continue
-        if pattern.name in CAPABILITY_URLS:
+        if pattern.name in CAPABILITY_URLS | PUBLIC_URLS:
             continue
         found.append((route, pattern.name, [name for _, name in params]))
     return found

@@ -10,6 +10,7 @@ _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     402: "insufficient_quota",
+    409: "invalid_request_error",
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
@@ -17,6 +18,8 @@ _TYPES = {
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable",
 }
 
 
@@ -49,6 +52,18 @@ def openai_exception_handler(exc, context):
     response = exception_handler(exc, context)
     if response is None:
         return None
+    if hasattr(exc, "error_code"):  # routing.errors.GatewayError: already says everything
+        body = error_body(
+            exc.message, status_code=exc.status_code, code=exc.error_code, param=exc.param
+        )
+        if exc.error_type:
+            body["error"]["type"] = exc.error_type
+        if exc.metadata is not None:
+            body["error"]["metadata"] = exc.metadata
+        response.data = body
+        for name, value in exc.extra_headers.items():
+            response[name] = value
+        return response
     code = getattr(exc, "default_code", None)
     if isinstance(exc, exceptions.APIException) and hasattr(exc, "get_codes"):
         codes = exc.get_codes()

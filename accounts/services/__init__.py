@@ -17,6 +17,7 @@ from accounts.services.organizations import (
     membership_remove,
     organization_create,
     organization_rename,
+    organization_set_rate_limits,
 )
 from accounts.services.users import user_get_or_create_verified, user_signed_up
 
@@ -35,6 +36,7 @@ __all__ = [
     "membership_remove",
     "organization_create",
     "organization_rename",
+    "organization_set_rate_limits",
     "user_get_or_create_verified",
     "user_signed_up",
 ]

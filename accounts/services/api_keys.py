@@ -85,7 +85,7 @@ def api_key_create(
     return key, raw
 
 
-def _publish(key: APIKey) -> None:
+def publish_key(key: APIKey) -> None:
     record = AuthenticatedKey.from_instance(key)
     transaction.on_commit(lambda: key_cache.replace(key.hashed_key, record))
 
@@ -129,7 +129,7 @@ def api_key_update(*, api_key: APIKey, actor: User, **changes: Any) -> APIKey:
         target=f"{key.name} ({key.masked})",
         data={"key_id": str(key.id), "fields": sorted(changes)},
     )
-    _publish(key)
+    publish_key(key)
     return key
 
 
@@ -148,5 +148,5 @@ def api_key_revoke(*, api_key: APIKey, actor: User | None) -> APIKey:
         target=f"{key.name} ({key.masked})",
         data={"key_id": str(key.id)},
     )
-    _publish(key)
+    publish_key(key)
     return key

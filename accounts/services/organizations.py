@@ -103,3 +103,30 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
 
 def membership_leave(*, membership: Membership) -> None:
     membership_remove(membership=membership, actor=membership.user)
+
+
+@transaction.atomic
+def organization_set_rate_limits(
+    *, organization: Organization, actor: User, rpm_limit: int | None, tpm_limit: int | None
+) -> Organization:
+    for value, label in ((rpm_limit, "requests per minute"), (tpm_limit, "tokens per minute")):
+        if value is not None and value < 1:
+            raise AccountsError(f"The {label} limit must be at least 1.")
+    old = {"rpm": organization.rpm_limit, "tpm": organization.tpm_limit}
+    organization.rpm_limit = rpm_limit
+    organization.tpm_limit = tpm_limit
+    organization.save(update_fields=["rpm_limit", "tpm_limit"])
+    audit_log_record(
+        organization=organization,
+        actor=actor,
+        action=AuditLog.Action.ORG_LIMITS_CHANGED,
+        target=organization.name,
+        data={"from": old, "to": {"rpm": rpm_limit, "tpm": tpm_limit}},
+    )
+    # Every key carries its organization's limits in the auth cache: refresh them all.
+    from accounts.services.api_keys import publish_key
+
+    for key in organization.api_keys.filter(revoked_at__isnull=True):
+        key.organization = organization
+        publish_key(key)
+    return organization

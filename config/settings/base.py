@@ -23,6 +23,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "allauth",
     "allauth.account",
@@ -221,6 +223,25 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "accounts.api.errors.openai_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LLM API",
+    "DESCRIPTION": (
+        "One OpenAI-compatible endpoint for every major LLM, routed across providers with "
+        "automatic fallback. Authenticate with `Authorization: Bearer llmapi_...`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"RoutingStrategy": ["price", "latency", "throughput"]},
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
 }
 
 # API keys: HMAC-SHA256 under this server-side pepper; rotating it invalidates every key.
@@ -240,6 +261,19 @@ SIMULATOR_URL = env("LLMAPI_SIMULATOR_URL", default=f"http://{SIMULATOR_HOST}:{S
 ROUTING_FORCE_SIMULATOR = env.bool("LLMAPI_FORCE_SIMULATOR", default=False)
 # How often a process checks whether the catalog changed (one cache read).
 CATALOG_REFRESH_SECONDS = env.float("LLMAPI_CATALOG_REFRESH_SECONDS", default=5.0)
+# Per attempt: connecting, and waiting for the first byte / between bytes of an answer.
+ROUTING_CONNECT_TIMEOUT = env.float("LLMAPI_CONNECT_TIMEOUT", default=5.0)
+ROUTING_ATTEMPT_TIMEOUT = env.float("LLMAPI_ATTEMPT_TIMEOUT", default=60.0)
+ROUTING_MAX_ATTEMPTS = env.int("LLMAPI_MAX_ATTEMPTS", default=4)
+ROUTING_BACKOFF_SECONDS = env.float("LLMAPI_BACKOFF_SECONDS", default=0.1)
+# Circuit breaker over each process's rolling window of real traffic.
+ROUTING_HEALTH_WINDOW_SECONDS = 60.0
+ROUTING_BREAKER_CONSECUTIVE_FAILURES = 3
+ROUTING_BREAKER_MIN_FAILURES = 5
+ROUTING_BREAKER_ERROR_RATE = 0.5
+ROUTING_BREAKER_COOLDOWN_SECONDS = env.float("LLMAPI_BREAKER_COOLDOWN_SECONDS", default=10.0)
+ROUTING_BREAKER_MAX_COOLDOWN = 300.0
+ROUTING_RATE_LIMIT_COOLDOWN = 5.0
 
 LOGGING = {
     "version": 1,
@@ -251,5 +285,9 @@ LOGGING = {
         # Django's own console handler would print every line a second time.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        # One INFO line per upstream request would cost the hot path more than it tells.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
     },
 }
+DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024  # image data URLs make big chat bodies

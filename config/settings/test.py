@@ -17,6 +17,13 @@ STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
 SERVESTATIC_USE_FINDERS = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not :memory:, so the ASGI test server's threads see the same database.
+    # One per test process: parallel runs never share it.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3")  # noqa: F405
+    }
+
 # No connection pool in tests: pooled connections opened in ASGI request threads would outlive
 # the test database and block its teardown.
 DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405

@@ -1,0 +1,113 @@
+"""DRF plumbing for the /v1 API, kept off the thread pool: the gateway is async end to end."""
+
+from __future__ import annotations
+
+import orjson
+from adrf.views import APIView
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
+
+from accounts.selectors import AuthenticatedKey, KeyRejected, api_key_authenticate_async
+from routing.errors import GatewayError
+
+MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+class OrjsonParser(BaseParser):
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read() if stream is not None else b""
+        if not raw:
+            raise ParseError("The request body is empty; send a JSON object.")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise ParseError(f"The request body is not valid JSON: {error}") from None
+
+
+class OrjsonRenderer(BaseRenderer):
+    media_type = "application/json"
+    format = "json"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return b"" if data is None else orjson.dumps(data)
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Declared so `Accept: text/event-stream` negotiates instead of answering 406."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return orjson.dumps(data)
+
+
+class GatewayApiView(APIView):
+    """adrf's APIView, minus its per-request hop to a thread for `initial()`: with no
+    authenticators, permissions or throttles configured here, `initial()` does no I/O."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+    parser_classes = [OrjsonParser]
+    renderer_classes = [OrjsonRenderer, EventStreamRenderer]
+
+    async def async_dispatch(self, request, *args, **kwargs):
+        self.args = args
+        self.kwargs = kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            self.initial(request, *args, **kwargs)
+            handler = getattr(self, request.method.lower(), None)
+            if handler is None or request.method.lower() not in self.http_method_names:
+                handler = self.http_method_not_allowed
+                response = handler(request, *args, **kwargs)
+            else:
+                response = await handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+
+async def authenticate(request) -> AuthenticatedKey:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise GatewayError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            code="missing_api_key",
+            headers={"www-authenticate": 'Bearer realm="api"'},
+        )
+    try:
+        return await api_key_authenticate_async(raw_key=token.strip())
+    except KeyRejected as rejected:
+        raise GatewayError(
+            401,
+            rejected.reason,
+            code=rejected.code,
+            headers={"www-authenticate": 'Bearer realm="api"'},
+        ) from None
+
+
+def read_json(request):
+    """The parsed body, with size and type checked (errors in the OpenAI shape)."""
+    length = request.META.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise GatewayError(
+            413, f"The request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB.", code="too_large"
+        )
+    content_type = request.content_type or ""
+    if content_type and not content_type.startswith("application/json"):
+        raise GatewayError(
+            415, "Send the body as JSON (Content-Type: application/json).", code="unsupported_media"
+        )
+    return request.data

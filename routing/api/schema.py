@@ -1,0 +1,146 @@
+"""Documentation shapes for the OpenAPI schema (drf-spectacular).
+
+The views validate by hand (routing.validation) for speed; these serializers only describe the
+wire format for the docs page, client generators and schemathesis.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+
+class ErrorDetail(serializers.Serializer):
+    message = serializers.CharField()
+    type = serializers.CharField()
+    param = serializers.CharField(allow_null=True)
+    code = serializers.CharField(allow_null=True)
+    metadata = serializers.JSONField(required=False, help_text="Attempts or suggestions.")
+
+
+class ErrorResponse(serializers.Serializer):
+    error = ErrorDetail()
+
+
+class ChatMessage(serializers.Serializer):
+    role = serializers.ChoiceField(["system", "developer", "user", "assistant", "tool"])
+    content = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="A string, or a list of parts: {type: text, text} and "
+        "{type: image_url, image_url: {url}} (https URL or data URL).",
+    )
+    name = serializers.CharField(required=False)
+    tool_call_id = serializers.CharField(required=False)
+    tool_calls = serializers.JSONField(required=False)
+
+
+class MaxPrice(serializers.Serializer):
+    prompt = serializers.DecimalField(max_digits=12, decimal_places=6, required=False)
+    completion = serializers.DecimalField(max_digits=12, decimal_places=6, required=False)
+
+
+class ProviderPreferences(serializers.Serializer):
+    order = serializers.ListField(child=serializers.CharField(), required=False)
+    only = serializers.ListField(child=serializers.CharField(), required=False)
+    ignore = serializers.ListField(child=serializers.CharField(), required=False)
+    allow_fallbacks = serializers.BooleanField(required=False, default=True)
+    sort = serializers.ChoiceField(["price", "latency", "throughput"], required=False)
+    max_price = MaxPrice(required=False, help_text="USD per 1M tokens.")
+    preferred_max_latency = serializers.FloatField(required=False, help_text="Seconds (p50).")
+    preferred_min_throughput = serializers.FloatField(required=False, help_text="Tokens/s.")
+
+
+class StreamOptions(serializers.Serializer):
+    include_usage = serializers.BooleanField(required=False)
+
+
+class ChatCompletionRequest(serializers.Serializer):
+    model = serializers.CharField(help_text="e.g. google/gemini-3.1-flash-lite")
+    models = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Models to fall back to."
+    )
+    messages = ChatMessage(many=True)
+    max_tokens = serializers.IntegerField(min_value=1, required=False)
+    max_completion_tokens = serializers.IntegerField(min_value=1, required=False)
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
+    top_p = serializers.FloatField(min_value=0, max_value=1, required=False)
+    stop = serializers.JSONField(required=False)
+    stream = serializers.BooleanField(required=False, default=False)
+    stream_options = StreamOptions(required=False)
+    tools = serializers.JSONField(required=False)
+    tool_choice = serializers.JSONField(required=False)
+    response_format = serializers.JSONField(required=False)
+    reasoning_effort = serializers.ChoiceField(
+        ["none", "minimal", "low", "medium", "high"], required=False
+    )
+    provider = ProviderPreferences(required=False)
+    route = serializers.ChoiceField(["price", "latency", "throughput"], required=False)
+    hedge_after_ms = serializers.FloatField(
+        min_value=0, required=False, help_text="Race a second provider if the first is slower."
+    )
+
+
+class Usage(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    prompt_tokens_details = serializers.JSONField()
+    completion_tokens_details = serializers.JSONField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=9, help_text="USD.")
+
+
+class ChatCompletion(serializers.Serializer):
+    id = serializers.CharField(help_text="Our generation id.")
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    model = serializers.CharField(help_text="The model that served the request.")
+    provider = serializers.CharField(help_text="The provider that served the request.")
+    choices = serializers.JSONField()
+    usage = Usage()
+
+
+class EmbeddingsRequest(serializers.Serializer):
+    model = serializers.CharField()
+    input = serializers.JSONField(help_text="A string or a list of strings.")
+    dimensions = serializers.IntegerField(min_value=1, required=False)
+    encoding_format = serializers.ChoiceField(["float", "base64"], required=False)
+
+
+class EmbeddingsResponse(serializers.Serializer):
+    object = serializers.CharField()
+    data = serializers.JSONField()
+    model = serializers.CharField()
+    provider = serializers.CharField()
+    usage = serializers.JSONField()
+
+
+class Model(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+    name = serializers.CharField()
+    context_length = serializers.IntegerField()
+    max_output_tokens = serializers.IntegerField()
+    pricing = serializers.JSONField()
+    endpoints = serializers.JSONField(required=False)
+
+
+ModelList = inline_serializer(
+    "ModelList", {"object": serializers.CharField(), "data": Model(many=True)}
+)
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {status: OpenApiResponse(ErrorResponse) for status in statuses}
+
+
+CHAT_EXAMPLE = OpenApiExample(
+    "Hello",
+    value={
+        "model": "google/gemini-3.1-flash-lite",
+        "messages": [{"role": "user", "content": "Hello!"}],
+    },
+    request_only=True,
+)

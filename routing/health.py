@@ -1,0 +1,135 @@
+"""Rolling health of each endpoint from the traffic this process sees, and its circuit breaker.
+
+Closed: used normally. After too many failures in the window it opens: skipped for a cooldown
+(doubling each time it fails again, up to a cap). Then half-open: one request probes it; success
+closes the circuit, failure opens it again. A 429 only cools the endpoint down for its
+Retry-After; it doesn't count as the endpoint being broken.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass(slots=True)
+class Outcome:
+    at: float
+    ok: bool
+    ttft_ms: float | None = None
+    tokens_per_second: float | None = None
+
+
+@dataclass(slots=True)
+class EndpointHealth:
+    outcomes: deque[Outcome] = field(default_factory=lambda: deque(maxlen=200))
+    state: str = CLOSED
+    open_until: float = 0.0
+    cooldown: float = 0.0
+    rate_limited_until: float = 0.0
+    probing: bool = False
+    consecutive_failures: int = 0
+
+    def _window(self, now: float) -> list[Outcome]:
+        horizon = now - settings.ROUTING_HEALTH_WINDOW_SECONDS
+        return [o for o in self.outcomes if o.at >= horizon]
+
+    def error_rate(self, now: float | None = None) -> float:
+        window = self._window(now or time.monotonic())
+        return sum(not o.ok for o in window) / len(window) if window else 0.0
+
+    def p50_ttft_ms(self) -> float | None:
+        values = [o.ttft_ms for o in self.outcomes if o.ok and o.ttft_ms is not None]
+        return statistics.median(values) if values else None
+
+    def p50_tps(self) -> float | None:
+        values = [o.tokens_per_second for o in self.outcomes if o.ok and o.tokens_per_second]
+        return statistics.median(values) if values else None
+
+
+class HealthBook:
+    def __init__(self) -> None:
+        self._by_key: dict[str, EndpointHealth] = {}
+
+    def get(self, key: str) -> EndpointHealth:
+        health = self._by_key.get(key)
+        if health is None:
+            health = self._by_key[key] = EndpointHealth()
+        return health
+
+    def reset(self) -> None:
+        self._by_key.clear()
+
+    def available(self, key: str, now: float | None = None) -> bool:
+        """May a request go to this endpoint now? A half-open circuit lets one probe through."""
+        health = self._by_key.get(key)
+        if health is None:
+            return True
+        now = now or time.monotonic()
+        if health.rate_limited_until > now:
+            return False
+        if health.state == CLOSED:
+            return True
+        if health.state == OPEN and now >= health.open_until:
+            health.state = HALF_OPEN
+            health.probing = False
+        if health.state == HALF_OPEN and not health.probing:
+            return True
+        return False
+
+    def claim_probe(self, key: str) -> None:
+        health = self._by_key.get(key)
+        if health is not None and health.state == HALF_OPEN:
+            health.probing = True
+
+    def state(self, key: str) -> str:
+        health = self._by_key.get(key)
+        return health.state if health else CLOSED
+
+    def record_success(
+        self, key: str, *, ttft_ms: float | None = None, tokens_per_second: float | None = None
+    ) -> None:
+        health = self.get(key)
+        health.outcomes.append(Outcome(time.monotonic(), True, ttft_ms, tokens_per_second))
+        health.consecutive_failures = 0
+        if health.state != CLOSED:
+            health.state = CLOSED
+            health.cooldown = 0.0
+            health.probing = False
+
+    def record_rate_limited(self, key: str, retry_after: float | None) -> None:
+        health = self.get(key)
+        wait = retry_after if retry_after is not None else settings.ROUTING_RATE_LIMIT_COOLDOWN
+        health.rate_limited_until = time.monotonic() + min(wait, 300.0)
+
+    def record_failure(self, key: str) -> None:
+        now = time.monotonic()
+        health = self.get(key)
+        health.outcomes.append(Outcome(now, False))
+        health.consecutive_failures += 1
+        if health.state == HALF_OPEN:
+            self._open(health, now)
+            return
+        window = health._window(now)
+        failures = sum(not o.ok for o in window)
+        if health.consecutive_failures >= settings.ROUTING_BREAKER_CONSECUTIVE_FAILURES or (
+            failures >= settings.ROUTING_BREAKER_MIN_FAILURES
+            and failures / len(window) >= settings.ROUTING_BREAKER_ERROR_RATE
+        ):
+            self._open(health, now)
+
+    def _open(self, health: EndpointHealth, now: float) -> None:
+        base = settings.ROUTING_BREAKER_COOLDOWN_SECONDS
+        health.cooldown = min(max(base, health.cooldown * 2), settings.ROUTING_BREAKER_MAX_COOLDOWN)
+        health.state = OPEN
+        health.open_until = now + health.cooldown
+        health.probing = False
+
+
+health_book = HealthBook()

@@ -1,0 +1,431 @@
+"""Choosing endpoints and calling them, with fallback, backoff, circuit breaking and hedging.
+
+`plan()` orders the candidate endpoints for a request (strategy, the caller's provider
+preferences, health). `Call` runs the attempts: one after another on timeout, 429, 5xx or a
+broken connection, optionally racing a second endpoint when the first is slow (hedging). A
+stream may fall back only until its first chunk is ready for the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from django.conf import settings
+
+from routing.health import HealthBook, health_book
+from routing.http import get_client
+from routing.providers.base import (
+    Adapter,
+    ErrorKind,
+    StreamDecoder,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+)
+from routing.providers.registry import adapter_for
+from routing.snapshot import EndpointSnap, ModelSnap
+
+STRATEGIES = ("price", "latency", "throughput")
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """OpenRouter-compatible `provider` preferences of one request."""
+
+    order: tuple[str, ...] = ()
+    only: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    allow_fallbacks: bool = True
+    sort: str | None = None
+    max_prompt_price: int | None = None  # nano-USD per 1M tokens
+    max_completion_price: int | None = None
+    preferred_max_latency_ms: float | None = None
+    preferred_min_throughput: float | None = None
+
+
+def _latency_ms(endpoint: EndpointSnap, health: HealthBook) -> float:
+    measured = health.get(endpoint.key).p50_ttft_ms() if endpoint.key in health._by_key else None
+    return measured if measured is not None else float(endpoint.nominal_latency_ms)
+
+
+def _throughput(endpoint: EndpointSnap, health: HealthBook) -> float:
+    measured = health.get(endpoint.key).p50_tps() if endpoint.key in health._by_key else None
+    return measured if measured is not None else float(endpoint.nominal_throughput_tps)
+
+
+def plan(
+    models: list[ModelSnap],
+    prefs: Preferences,
+    *,
+    strategy: str = "price",
+    needed_context: int = 0,
+    health: HealthBook = health_book,
+) -> list[EndpointSnap]:
+    """Every endpoint worth trying, best first. Unhealthy endpoints go last, not away: when
+    everything else has failed they are still worth a probe."""
+    sort = prefs.sort or strategy
+    ordered: list[EndpointSnap] = []
+    for model in models:
+        endpoints = [
+            e
+            for e in model.endpoints
+            if (not prefs.only or e.provider in prefs.only)
+            and e.provider not in prefs.ignore
+            and (prefs.max_prompt_price is None or e.input_price <= prefs.max_prompt_price)
+            and (prefs.max_completion_price is None or e.output_price <= prefs.max_completion_price)
+            and e.context_window >= needed_context
+        ]
+
+        def key(e: EndpointSnap) -> tuple:
+            latency = _latency_ms(e, health)
+            throughput = _throughput(e, health)
+            slow = prefs.preferred_max_latency_ms is not None and (
+                latency > prefs.preferred_max_latency_ms
+            )
+            sluggish = prefs.preferred_min_throughput is not None and (
+                throughput < prefs.preferred_min_throughput
+            )
+            if sort == "latency":
+                primary: tuple = (latency, e.blended_price)
+            elif sort == "throughput":
+                primary = (-throughput, e.blended_price)
+            else:
+                primary = (e.blended_price, latency)
+            return (not health.available(e.key), slow or sluggish, *primary)
+
+        endpoints.sort(key=key)
+        if prefs.order:
+            rank = {slug: i for i, slug in enumerate(prefs.order)}
+            first = sorted(
+                (e for e in endpoints if e.provider in rank), key=lambda e: rank[e.provider]
+            )
+            rest = [e for e in endpoints if e.provider not in rank]
+            endpoints = first + (rest if prefs.allow_fallbacks else [])
+        elif not prefs.allow_fallbacks:
+            endpoints = endpoints[:1]
+        ordered.extend(endpoints)
+    return ordered
+
+
+@dataclass(slots=True)
+class Attempt:
+    endpoint: EndpointSnap
+    started_at: float
+    outcome: str = "pending"  # "ok", an ErrorKind, or "cancelled"
+    http_status: int | None = None
+    message: str = ""
+    duration_ms: float = 0.0
+    ttft_ms: float | None = None
+    hedged: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.endpoint.provider,
+            "model": self.endpoint.model_id,
+            "outcome": self.outcome,
+            "status": self.http_status,
+            "message": self.message,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+class AllAttemptsFailed(Exception):
+    def __init__(self, attempts: list[Attempt], last: UpstreamError | None) -> None:
+        super().__init__("every provider failed")
+        self.attempts = attempts
+        self.last = last
+
+
+@dataclass(slots=True)
+class ChatResult:
+    endpoint: EndpointSnap
+    body: dict[str, Any]
+    usage: Usage
+    attempts: list[Attempt]
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """A stream whose first chunks are in hand; the rest is read by `rest()`."""
+
+    endpoint: EndpointSnap
+    first: list[dict[str, Any]]
+    decoder: StreamDecoder
+    response: httpx.Response
+    iterator: AsyncIterator[bytes]
+    attempts: list[Attempt]
+    ttft_ms: float
+    closed: bool = False
+
+    async def rest(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The remaining chunks. Raises UpstreamError when the stream breaks off."""
+        try:
+            async for data in self.iterator:
+                chunks = self.decoder.feed(data)
+                if chunks:
+                    yield chunks
+            tail = self.decoder.finish()
+            if tail:
+                yield tail
+        except httpx.TimeoutException:
+            raise UpstreamError(ErrorKind.TIMEOUT, "the provider stopped sending") from None
+        except httpx.TransportError as error:
+            raise UpstreamError(ErrorKind.STREAM_CUT, f"the stream broke off: {error}") from None
+        if not self.decoder.done:
+            raise UpstreamError(ErrorKind.STREAM_CUT, "the provider's stream ended early")
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.response.aclose()
+
+
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=settings.ROUTING_CONNECT_TIMEOUT,
+        read=settings.ROUTING_ATTEMPT_TIMEOUT,
+        write=settings.ROUTING_ATTEMPT_TIMEOUT,
+        pool=settings.ROUTING_CONNECT_TIMEOUT,
+    )
+
+
+def _build(request: UpstreamRequest) -> httpx.Request:
+    headers = {"content-type": "application/json", **request.headers}
+    return get_client().build_request(
+        request.method,
+        request.url,
+        headers=headers,
+        content=orjson.dumps(request.json),
+        timeout=_timeout(),
+    )
+
+
+async def _send(request: UpstreamRequest, adapter: Adapter) -> httpx.Response:
+    try:
+        response = await get_client().send(_build(request), stream=True)
+    except httpx.TimeoutException:
+        raise UpstreamError(ErrorKind.TIMEOUT, "the provider did not answer in time") from None
+    except httpx.TransportError as error:
+        raise UpstreamError(ErrorKind.CONNECTION, f"connection failed: {error}") from None
+    if response.status_code >= 400:
+        try:
+            body = await response.aread()
+        except httpx.HTTPError:
+            body = b""
+        finally:
+            await response.aclose()
+        raise adapter.error(response.status_code, response.headers, body)
+    return response
+
+
+async def call_chat_once(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[dict, Usage]:
+    adapter = adapter_for(endpoint.wire)
+    response = await _send(adapter.chat_request(endpoint.target, body, stream=False), adapter)
+    try:
+        raw = await response.aread()
+    except httpx.TimeoutException:
+        raise UpstreamError(ErrorKind.TIMEOUT, "the provider stopped answering") from None
+    except httpx.TransportError as error:
+        raise UpstreamError(ErrorKind.CONNECTION, f"the answer broke off: {error}") from None
+    finally:
+        await response.aclose()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            ErrorKind.OVERLOADED, "the provider sent an unreadable answer"
+        ) from None
+    return adapter.chat_response(endpoint.target, data)
+
+
+async def call_embeddings_once(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[dict, Usage]:
+    adapter = adapter_for(endpoint.wire)
+    response = await _send(adapter.embeddings_request(endpoint.target, body), adapter)
+    try:
+        raw = await response.aread()
+    except httpx.HTTPError as error:
+        raise UpstreamError(ErrorKind.CONNECTION, f"the answer broke off: {error}") from None
+    finally:
+        await response.aclose()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            ErrorKind.OVERLOADED, "the provider sent an unreadable answer"
+        ) from None
+    return adapter.embeddings_response(endpoint.target, data)
+
+
+async def open_stream_once(endpoint: EndpointSnap, body: dict[str, Any]) -> StreamResult:
+    """Starts a stream and reads until the first chunk for the client is ready."""
+    adapter = adapter_for(endpoint.wire)
+    started = time.perf_counter()
+    response = await _send(adapter.chat_request(endpoint.target, body, stream=True), adapter)
+    decoder = adapter.stream_decoder(endpoint.target)
+    iterator = response.aiter_bytes()
+    first: list[dict[str, Any]] = []
+    try:
+        while not first:
+            try:
+                data = await anext(iterator)
+            except StopAsyncIteration:
+                first = decoder.finish()
+                if not first:
+                    raise UpstreamError(
+                        ErrorKind.STREAM_CUT, "the provider's stream ended before any output"
+                    ) from None
+                break
+            first = decoder.feed(data)
+    except httpx.TimeoutException:
+        await response.aclose()
+        raise UpstreamError(ErrorKind.TIMEOUT, "no output from the provider in time") from None
+    except httpx.TransportError as error:
+        await response.aclose()
+        raise UpstreamError(ErrorKind.CONNECTION, f"the stream broke off: {error}") from None
+    except BaseException:
+        await response.aclose()
+        raise
+    return StreamResult(
+        endpoint=endpoint,
+        first=first,
+        decoder=decoder,
+        response=response,
+        iterator=iterator,
+        attempts=[],
+        ttft_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+async def run(
+    candidates: list[EndpointSnap],
+    attempt: Callable[[EndpointSnap], Awaitable[Any]],
+    *,
+    hedge_after_ms: float | None = None,
+    health: HealthBook = health_book,
+) -> tuple[Any, EndpointSnap, list[Attempt]]:
+    """Try candidates until one succeeds. Retryable failures move on to the next candidate
+    (going round again with backoff while attempts remain); a failure that would happen
+    anywhere (bad request, context length) ends the call at once."""
+    if not candidates:
+        raise AllAttemptsFailed([], None)
+    # Every candidate once; with fewer candidates than allowed attempts, go round again.
+    sequence = list(candidates)
+    while len(sequence) < settings.ROUTING_MAX_ATTEMPTS:
+        sequence.append(candidates[len(sequence) % len(candidates)])
+    attempts: list[Attempt] = []
+    running: dict[asyncio.Task, Attempt] = {}
+    next_index = 0
+    last_error: UpstreamError | None = None
+    tried: set[str] = set()
+
+    def start(hedged: bool = False) -> None:
+        nonlocal next_index
+        endpoint = sequence[next_index]
+        next_index += 1
+        health.claim_probe(endpoint.key)
+        record = Attempt(endpoint=endpoint, started_at=time.perf_counter(), hedged=hedged)
+        attempts.append(record)
+        running[asyncio.ensure_future(attempt(endpoint))] = record
+
+    async def cancel_all() -> None:
+        for task, record in running.items():
+            task.cancel()
+            record.outcome = "cancelled"
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        running.clear()
+
+    try:
+        while True:
+            if not running:
+                if next_index >= len(sequence):
+                    raise AllAttemptsFailed(attempts, last_error)
+                endpoint = sequence[next_index]
+                if endpoint.key in tried:
+                    # Going round again: back off, and honour a short Retry-After.
+                    rounds = next_index // len(candidates)
+                    delay = settings.ROUTING_BACKOFF_SECONDS * (2 ** (rounds - 1))
+                    if last_error is not None and last_error.retry_after:
+                        delay = max(delay, min(last_error.retry_after, 2.0))
+                    await asyncio.sleep(delay)
+                tried.add(endpoint.key)
+                start()
+            can_hedge = (
+                hedge_after_ms is not None
+                and len(running) == 1
+                and next_index < len(candidates)
+                and not any(r.hedged for r in running.values())
+            )
+            done, _ = await asyncio.wait(
+                running,
+                timeout=hedge_after_ms / 1000 if can_hedge else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not done:
+                tried.add(sequence[next_index].key)
+                start(hedged=True)
+                continue
+            for task in done:
+                record = running.pop(task)
+                record.duration_ms = (time.perf_counter() - record.started_at) * 1000
+                error = task.exception()
+                if error is None:
+                    record.outcome = "ok"
+                    await cancel_all()
+                    return task.result(), record.endpoint, attempts
+                if not isinstance(error, UpstreamError):
+                    await cancel_all()
+                    raise error
+                record.outcome = str(error.kind)
+                record.http_status = error.status
+                record.message = error.message[:300]
+                last_error = error
+                if error.kind == ErrorKind.RATE_LIMITED:
+                    health.record_rate_limited(record.endpoint.key, error.retry_after)
+                elif error.retryable:
+                    health.record_failure(record.endpoint.key)
+                if not error.retryable:
+                    await cancel_all()
+                    raise error
+    finally:
+        # Client went away or we are done: nothing keeps running upstream.
+        for task in list(running):
+            task.cancel()
+        for task in list(running):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+@dataclass(slots=True)
+class StreamTracker:
+    """What a stream delivered, for billing an aborted stream by what was sent."""
+
+    delivered_chars: int = 0
+    chunks: int = 0
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def observe(self, chunk: dict[str, Any]) -> None:
+        self.chunks += 1
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.delivered_chars += len(content)
+            for call in delta.get("tool_calls") or ():
+                arguments = (call.get("function") or {}).get("arguments")
+                if arguments:
+                    self.delivered_chars += len(arguments)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    @property
+    def delivered_tokens(self) -> int:
+        return -(-self.delivered_chars // 4)

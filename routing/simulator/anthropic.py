@@ -1,0 +1,410 @@
+"""The Anthropic wire: Messages under `{SIM}/{slug}` (POST /v1/messages).
+
+Shapes follow api.anthropic.com: `x-api-key` and `anthropic-version` headers required; a
+`message` with content blocks (thinking, text, tool_use); `usage.input_tokens` EXCLUDES the
+tokens read from the cache (`cache_read_input_tokens`); streams are named SSE events
+(message_start, content_block_start/delta/stop, ping, message_delta with CUMULATIVE usage,
+message_stop); errors are `{"type": "error", "error": {"type", "message"}}`.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .generation import (
+    TOKENS_PER_IMAGE,
+    TOKENS_PER_MESSAGE,
+    BadRequest,
+    ChatRequest,
+    Output,
+    Usage,
+    count_words,
+    digest,
+    dumps_canonical,
+    mentioned_tool,
+    new_id,
+    reasoning_for_budget,
+    reasoning_for_effort,
+    tool_call,
+)
+from .streaming import Frames, json_response, retry_after_value
+
+WIRE = "anthropic"
+STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+STOP_REASON = {
+    "stop": "end_turn",
+    "stop_sequence": "stop_sequence",
+    "length": "max_tokens",
+    "tool": "tool_use",
+}
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+MIN_THINKING_BUDGET = 1024
+
+
+def error(status: int, kind: str, message: str, headers: dict[str, str] | None = None):
+    body = {
+        "type": "error",
+        "error": {"type": kind, "message": message},
+        "request_id": new_id("req_"),
+    }
+    return json_response(orjson.dumps(body), status=status, headers=headers)
+
+
+def bad_request(exc: BadRequest) -> web.Response:
+    message = f"{exc.param}: {exc.message}" if exc.param else exc.message
+    return error(400, "invalid_request_error", message)
+
+
+def fault(kind: str, retry_after: float) -> web.Response:
+    if kind == "429":
+        return error(
+            429,
+            "rate_limit_error",
+            "This request would exceed your organization's rate limit (simulated).",
+            headers={"retry-after": retry_after_value(retry_after)},
+        )
+    if kind == "503":  # Anthropic's "overloaded" is its own status code
+        return error(529, "overloaded_error", "Overloaded (simulated)")
+    return error(500, "api_error", "Internal server error (simulated)")
+
+
+def auth_error(request: web.Request) -> web.Response | None:
+    if not request.headers.get("x-api-key", "").strip():
+        return error(401, "authentication_error", "x-api-key header is required")
+    if not request.headers.get("anthropic-version", "").strip():
+        return error(400, "invalid_request_error", "anthropic-version: header is required")
+    return None
+
+
+def parse_chat(body: Any, request: web.Request) -> ChatRequest:
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("Field required", "model")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise BadRequest("Field required", "max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise BadRequest("Input should be a valid integer >= 1", "max_tokens")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("Field required (a non-empty list)", "messages")
+
+    system = body.get("system")
+    prompt_tokens = 0
+    if system:  # a prompt's system part costs what a message does, on every wire
+        prompt_tokens += TOKENS_PER_MESSAGE + _blocks_tokens(system, "system")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise BadRequest("Input should be 'user' or 'assistant'", f"messages.{i}.role")
+        prompt_tokens += TOKENS_PER_MESSAGE + _blocks_tokens(
+            message.get("content"), f"messages.{i}.content"
+        )
+
+    tools = _tools(body.get("tools"))
+    for _, description, _ in tools:
+        prompt_tokens += 1 + count_words(description)
+
+    model_bytes = model.encode()
+    system_bytes = dumps_canonical(system)
+    keys = [digest(model_bytes, system_bytes, dumps_canonical(messages))]
+    if len(messages) > 1:
+        keys.append(digest(model_bytes, system_bytes, dumps_canonical(messages[:-1])))
+
+    stop = body.get("stop_sequences") or []
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise BadRequest("Input should be a valid list of strings", "stop_sequences")
+
+    chat = ChatRequest(
+        model=model,
+        seed=keys[0],
+        prompt_tokens=prompt_tokens,
+        cache_keys=tuple(keys),
+        stream=body.get("stream") is True,
+        max_tokens=max_tokens,
+        stop=stop,
+        reasoning=_thinking(body.get("thinking"), max_tokens),
+        json_schema=_output_format(body),
+    )
+    chat.tool = _choose_tool(body.get("tool_choice"), tools, messages, chat.seed)
+    return chat
+
+
+def _blocks_tokens(content: Any, where: str) -> int:
+    if isinstance(content, str):
+        return count_words(content)
+    if not isinstance(content, list):
+        raise BadRequest("Input should be a valid string or list of content blocks", where)
+    total = 0
+    for j, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            total += count_words(block.get("text"))
+        elif kind in ("image", "document"):
+            _check_source(block.get("source"), kind, f"{where}.{j}.source")
+            total += TOKENS_PER_IMAGE
+        elif kind == "tool_use":
+            total += 1 + count_words(orjson.dumps(block.get("input") or {}).decode())
+        elif kind == "tool_result":
+            inner = block.get("content")
+            if inner is not None:
+                total += _blocks_tokens(inner, f"{where}.{j}.content")
+        elif kind in ("thinking", "redacted_thinking"):
+            pass  # earlier turns' thinking is stripped from the context
+        else:
+            raise BadRequest(f"Unknown content block type {kind!r}", f"{where}.{j}.type")
+    return total
+
+
+def _check_source(source: Any, kind: str, where: str) -> None:
+    if not isinstance(source, dict):
+        raise BadRequest("Field required", where)
+    if source.get("type") == "base64":
+        if kind == "image" and source.get("media_type") not in IMAGE_TYPES:
+            raise BadRequest(
+                "Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'",
+                f"{where}.media_type",
+            )
+        if not isinstance(source.get("data"), str) or not source["data"]:
+            raise BadRequest("Field required", f"{where}.data")
+    elif source.get("type") == "url":
+        if not str(source.get("url", "")).startswith(("http://", "https://")):
+            raise BadRequest("Input should be a valid URL", f"{where}.url")
+    elif source.get("type") not in ("text", "content", "file"):
+        raise BadRequest("Input tag does not match any of the expected tags", f"{where}.type")
+
+
+def _thinking(value: Any, max_tokens: int) -> int:
+    if not isinstance(value, dict):
+        return 0
+    kind = value.get("type")
+    if kind == "enabled":
+        budget = value.get("budget_tokens")
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise BadRequest("Field required", "thinking.enabled.budget_tokens")
+        if budget < MIN_THINKING_BUDGET:
+            raise BadRequest(
+                f"Input should be greater than or equal to {MIN_THINKING_BUDGET}",
+                "thinking.enabled.budget_tokens",
+            )
+        if budget >= max_tokens:
+            raise BadRequest(
+                "`max_tokens` must be greater than `thinking.budget_tokens`", "max_tokens"
+            )
+        return reasoning_for_budget(budget)
+    if kind == "adaptive":
+        return reasoning_for_effort("medium")
+    return 0
+
+
+def _output_format(body: dict[str, Any]) -> Any:
+    # Anthropic's newer structured outputs; older requests ask via a tool or the prompt.
+    config = body.get("output_config")
+    fmt = body.get("output_format") or (config.get("format") if isinstance(config, dict) else None)
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return fmt.get("schema") if isinstance(fmt.get("schema"), dict) else True
+    return None
+
+
+def _tools(value: Any) -> list[tuple[str, str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest("Input should be a valid list", "tools")
+    out = []
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            raise BadRequest("Field required", f"tools.{i}.name")
+        if "input_schema" not in tool and "type" in tool:
+            continue  # a server tool (web search, ...): never called here
+        out.append((tool["name"], tool.get("description") or "", tool.get("input_schema")))
+    return out
+
+
+def _choose_tool(choice: Any, tools: list[tuple[str, str, Any]], messages: list, seed: int):
+    if not tools or _ends_with_tool_result(messages):
+        return None
+    kind = choice.get("type") if isinstance(choice, dict) else "auto"
+    if kind == "none":
+        return None
+    names = [name for name, _, _ in tools]
+    schemas = {name: schema for name, _, schema in tools}
+    if kind == "tool":
+        name = choice.get("name")
+        if name not in schemas:
+            raise BadRequest(f"Tool '{name}' not found in tools", "tool_choice.name")
+    else:
+        name = mentioned_tool(_last_user_text(messages), names)
+        if name is None and kind == "any":
+            name = names[0]
+    if name is None:
+        return None
+    return tool_call(seed, name, schemas[name], id_prefix="toolu_01")
+
+
+def _ends_with_tool_result(messages: list) -> bool:
+    content = messages[-1].get("content")
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    )
+
+
+def _last_user_text(messages: list) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(
+                    b.get("text", "") for b in content if isinstance(b, dict) and "text" in b
+                )
+            return ""
+    return ""
+
+
+def _signature(output: Output) -> str:
+    return base64.b64encode(b"simulated-signature-" + output.seed.to_bytes(8, "little")).decode()
+
+
+def usage_dict(usage: Usage, *, output_tokens: int | None = None) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens - usage.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "output_tokens": usage.completion_tokens if output_tokens is None else output_tokens,
+    }
+
+
+def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
+    content: list[dict[str, Any]] = []
+    if output.reasoning_tokens:
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": "".join(output.thinking_pieces()),
+                "signature": _signature(output),
+            }
+        )
+    if output.tool:
+        tool = output.tool
+        content.append(
+            {"type": "tool_use", "id": tool.id, "name": tool.name, "input": tool.arguments}
+        )
+    elif output.pieces or not content:
+        content.append({"type": "text", "text": output.text})
+    return orjson.dumps(
+        {
+            "id": new_id("msg_01"),
+            "type": "message",
+            "role": "assistant",
+            "model": chat.model,
+            "content": content,
+            "stop_reason": STOP_REASON[output.finish],
+            "stop_sequence": output.stop_sequence,
+            "usage": {**usage_dict(usage), "service_tier": "standard"},
+        }
+    )
+
+
+def _event(name: bytes, data: Any) -> bytes:
+    return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _delta(index: int, kind: bytes, field: bytes, value: str) -> bytes:
+    before, after = _delta_template(index, kind, field)
+    return before + orjson.dumps(value) + after
+
+
+def _delta_template(index: int, kind: bytes, field: bytes) -> tuple[bytes, bytes]:
+    return (
+        b"".join(
+            (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":',
+                str(index).encode(),
+                b',"delta":{"type":"',
+                kind,
+                b'","',
+                field,
+                b'":',
+            )
+        ),
+        b"}}\n\n",
+    )
+
+
+def _deltas(index: int, kind: bytes, field: bytes, values: list[str]) -> list[bytes]:
+    before, after = _delta_template(index, kind, field)
+    dumps = orjson.dumps
+    return [before + dumps(value) + after for value in values]
+
+
+def frames(chat: ChatRequest, output: Output, usage: Usage) -> Frames:
+    out = Frames()
+    message = {
+        "id": new_id("msg_01"),
+        "type": "message",
+        "role": "assistant",
+        "model": chat.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        # output_tokens starts at 1, as Anthropic's does: only message_delta's count is final.
+        "usage": {**usage_dict(usage, output_tokens=1), "service_tier": "standard"},
+    }
+    out.add(_event(b"message_start", {"type": "message_start", "message": message}))
+    index = 0
+    pinged = False
+
+    def start(block: dict[str, Any]) -> None:
+        nonlocal pinged
+        out.add(
+            _event(
+                b"content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": block},
+            )
+        )
+        if not pinged:
+            out.add(b'event: ping\ndata: {"type": "ping"}\n\n')
+            pinged = True
+
+    def stop() -> None:
+        nonlocal index
+        out.add(_event(b"content_block_stop", {"type": "content_block_stop", "index": index}))
+        index += 1
+
+    if output.reasoning_tokens:
+        start({"type": "thinking", "thinking": "", "signature": ""})
+        out.extend(_deltas(index, b"thinking_delta", b"thinking", output.thinking_pieces()))
+        out.add(_delta(index, b"signature_delta", b"signature", _signature(output)))
+        stop()
+    if output.tool:
+        tool = output.tool
+        start({"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}})
+        out.add(_delta(index, b"input_json_delta", b"partial_json", ""))
+        out.extend(_deltas(index, b"input_json_delta", b"partial_json", output.pieces))
+        stop()
+    elif output.pieces or not output.reasoning_tokens:
+        start({"type": "text", "text": ""})
+        out.extend(_deltas(index, b"text_delta", b"text", output.pieces))
+        stop()
+    out.end(
+        _event(
+            b"message_delta",
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": STOP_REASON[output.finish],
+                    "stop_sequence": output.stop_sequence,
+                },
+                "usage": usage_dict(usage),  # cumulative: the final count, not an increment
+            },
+        )
+    )
+    out.end(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    return out

@@ -1,0 +1,331 @@
+"""Checks on an incoming OpenAI-style body, each failing with a clear 400 naming the field.
+
+Hand-written rather than a serializer: it runs on every request, and a chat body can be large.
+Unknown fields pass through (clients send provider-specific extras), except that adapters for
+other wire formats drop what they don't understand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from routing.errors import bad_request
+from routing.router import STRATEGIES, Preferences
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high"})
+NANO_PER_USD = Decimal(1_000_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    body: dict[str, Any]
+    model_names: tuple[str, ...]
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    prefs: Preferences
+    strategy: str | None
+    hedge_after_ms: float | None
+    has_images: bool
+    has_tools: bool
+    wants_json: bool
+
+
+def _int(body: dict, name: str, *, minimum: int = 1) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise bad_request(f"'{name}' must be an integer of at least {minimum}.", param=name)
+    return value
+
+
+def _number(body: dict, name: str, low: float, high: float) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise bad_request(f"'{name}' must be a number between {low:g} and {high:g}.", param=name)
+
+
+def _slugs(value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request(f"'{name}' must be a list of provider slugs.", param=name)
+    return tuple(v.strip().lower() for v in value)
+
+
+def _price(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        usd = Decimal(str(value))
+    except InvalidOperation:
+        raise bad_request(f"'{name}' must be a price in USD per 1M tokens.", param=name) from None
+    if usd < 0:
+        raise bad_request(f"'{name}' can't be negative.", param=name)
+    return int(usd * NANO_PER_USD)
+
+
+def parse_preferences(raw: Any) -> tuple[Preferences, str | None]:
+    if raw is None:
+        return Preferences(), None
+    if not isinstance(raw, dict):
+        raise bad_request("'provider' must be an object of routing preferences.", param="provider")
+    sort = raw.get("sort")
+    if isinstance(sort, dict):  # OpenRouter also accepts {"by": "price", ...}
+        sort = sort.get("by")
+    if sort is not None and sort not in STRATEGIES:
+        raise bad_request(
+            f"'provider.sort' must be one of {', '.join(STRATEGIES)}.", param="provider.sort"
+        )
+    allow = raw.get("allow_fallbacks", True)
+    if not isinstance(allow, bool):
+        raise bad_request("'provider.allow_fallbacks' must be true or false.")
+    max_price = raw.get("max_price") or {}
+    if not isinstance(max_price, dict):
+        raise bad_request("'provider.max_price' must be an object.", param="provider.max_price")
+    latency = raw.get("preferred_max_latency")
+    if isinstance(latency, dict):  # percentile form: use the p50 bound
+        latency = latency.get("p50")
+    throughput = raw.get("preferred_min_throughput")
+    if isinstance(throughput, dict):
+        throughput = throughput.get("p50")
+    for value, name in (
+        (latency, "preferred_max_latency"),
+        (throughput, "preferred_min_throughput"),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            raise bad_request(f"'provider.{name}' must be a positive number.")
+    prefs = Preferences(
+        order=_slugs(raw.get("order"), "provider.order"),
+        only=_slugs(raw.get("only"), "provider.only"),
+        ignore=_slugs(raw.get("ignore"), "provider.ignore"),
+        allow_fallbacks=allow,
+        sort=sort,
+        max_prompt_price=_price(max_price.get("prompt"), "provider.max_price.prompt"),
+        max_completion_price=_price(max_price.get("completion"), "provider.max_price.completion"),
+        # OpenRouter states latency in seconds.
+        preferred_max_latency_ms=latency * 1000 if latency is not None else None,
+        preferred_min_throughput=throughput,
+    )
+    return prefs, sort
+
+
+def _check_messages(messages: Any) -> tuple[bool, bool]:
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty list.", param="messages")
+    has_images = has_tool_messages = False
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise bad_request(f"'{where}' must be an object.", param=where)
+        role = message.get("role")
+        if role not in ROLES:
+            raise bad_request(
+                f"'{where}.role' must be one of system, developer, user, assistant, tool.",
+                param=f"{where}.role",
+            )
+        content = message.get("content")
+        if content is None:
+            if role != "assistant" or not message.get("tool_calls"):
+                if role != "assistant":
+                    raise bad_request(f"'{where}.content' is required.", param=f"{where}.content")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict) or "type" not in part:
+                    raise bad_request(
+                        f"'{where}.content[{j}]' must be an object with a 'type'.",
+                        param=f"{where}.content[{j}]",
+                    )
+                if part["type"] == "image_url":
+                    url = (part.get("image_url") or {}).get("url")
+                    if not isinstance(url, str) or not url.startswith(
+                        ("http://", "https://", "data:image/")
+                    ):
+                        raise bad_request(
+                            f"'{where}.content[{j}].image_url.url' must be an http(s) URL or an "
+                            "image data URL.",
+                            param=f"{where}.content[{j}].image_url.url",
+                        )
+                    has_images = True
+        elif not isinstance(content, str):
+            raise bad_request(
+                f"'{where}.content' must be a string or a list of parts.", param=f"{where}.content"
+            )
+        if role == "tool":
+            has_tool_messages = True
+            if not isinstance(message.get("tool_call_id"), str):
+                raise bad_request(
+                    f"'{where}.tool_call_id' is required for tool messages.",
+                    param=f"{where}.tool_call_id",
+                )
+    return has_images, has_tool_messages
+
+
+def _check_tools(body: dict) -> bool:
+    tools = body.get("tools")
+    if tools is None:
+        return False
+    if not isinstance(tools, list):
+        raise bad_request("'tools' must be a list.", param="tools")
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type", "function") != "function"
+            or not isinstance(function, dict)
+            or not isinstance(function.get("name"), str)
+            or not function["name"]
+        ):
+            raise bad_request(
+                f'\'tools[{i}]\' must be {{"type": "function", "function": {{"name": ...}}}}.',
+                param=f"tools[{i}]",
+            )
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise bad_request(
+                f"'tools[{i}].function.parameters' must be a JSON Schema object.",
+                param=f"tools[{i}].function.parameters",
+            )
+    choice = body.get("tool_choice")
+    if choice is not None and not (
+        choice in ("none", "auto", "required")
+        or (
+            isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str)
+        )
+    ):
+        raise bad_request(
+            "'tool_choice' must be none, auto, required or a named function.", param="tool_choice"
+        )
+    return bool(tools)
+
+
+def _check_response_format(body: dict) -> bool:
+    response_format = body.get("response_format")
+    if response_format is None:
+        return False
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise bad_request(
+            "'response_format.type' must be text, json_object or json_schema.",
+            param="response_format",
+        )
+    if kind == "json_schema":
+        schema = response_format.get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("schema", {}), dict):
+            raise bad_request(
+                "'response_format.json_schema' must hold a 'name' and a 'schema' object.",
+                param="response_format.json_schema",
+            )
+    return kind != "text"
+
+
+def parse_chat(body: Any) -> ChatRequest:
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    model = body.get("model")
+    models = body.get("models")
+    names: list[str] = []
+    if isinstance(model, str) and model.strip():
+        names.append(model.strip())
+    elif model is not None:
+        raise bad_request("'model' must be a model id.", param="model")
+    if models is not None:
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise bad_request("'models' must be a list of model ids.", param="models")
+        names.extend(m for m in models if m not in names)
+    if not names:
+        raise bad_request("'model' is required.", param="model")
+    has_images, _ = _check_messages(body.get("messages"))
+    max_tokens = _int(body, "max_completion_tokens") or _int(body, "max_tokens")
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _number(body, "frequency_penalty", -2, 2)
+    _number(body, "presence_penalty", -2, 2)
+    n = _int(body, "n")
+    if n is not None and n != 1:
+        raise bad_request("Only n=1 is supported.", param="n")
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str)
+        or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
+    ):
+        raise bad_request("'stop' must be a string or up to 4 strings.", param="stop")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise bad_request("'stream' must be true or false.", param="stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise bad_request("'stream_options' must be an object.", param="stream_options")
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise bad_request(
+            "'reasoning_effort' must be one of none, minimal, low, medium, high.",
+            param="reasoning_effort",
+        )
+    has_tools = _check_tools(body)
+    wants_json = _check_response_format(body)
+    prefs, sort = parse_preferences(body.get("provider"))
+    strategy = body.get("route") if body.get("route") in STRATEGIES else None
+    hedge = body.get("hedge_after_ms")
+    if hedge is not None and (
+        isinstance(hedge, bool) or not isinstance(hedge, int | float) or hedge < 0
+    ):
+        raise bad_request("'hedge_after_ms' must be a positive number.", param="hedge_after_ms")
+    return ChatRequest(
+        body=body,
+        model_names=tuple(names),
+        stream=stream,
+        include_usage=bool(options.get("include_usage")),
+        max_tokens=max_tokens,
+        prefs=prefs,
+        strategy=sort or strategy,
+        hedge_after_ms=hedge,
+        has_images=has_images,
+        has_tools=has_tools,
+        wants_json=wants_json,
+    )
+
+
+def parse_embeddings(body: Any) -> tuple[str, list, dict]:
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise bad_request("'model' is required.", param="model")
+    raw = body.get("input")
+
+    def token_ids(value: Any) -> bool:
+        return (
+            isinstance(value, list)
+            and bool(value)
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+        )
+
+    if isinstance(raw, str) and raw:
+        inputs = [raw]
+    elif token_ids(raw):
+        inputs = [raw]  # one input given as token ids
+    elif (
+        isinstance(raw, list)
+        and raw
+        and all((isinstance(i, str) and i) or token_ids(i) for i in raw)
+    ):
+        inputs = raw
+    else:
+        raise bad_request(
+            "'input' must be a non-empty string or a list of non-empty strings.", param="input"
+        )
+    if len(inputs) > 2048:
+        raise bad_request("'input' can hold at most 2048 items.", param="input")
+    _int(body, "dimensions")
+    if body.get("encoding_format", "float") not in ("float", "base64"):
+        raise bad_request("'encoding_format' must be float or base64.", param="encoding_format")
+    return model.strip(), inputs, body

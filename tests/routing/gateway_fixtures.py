@@ -1,0 +1,46 @@
+"""Fixtures for tests that call the gateway over real HTTP: the catalog loaded, the simulator
+playing every provider, the ASGI app served by uvicorn, an API key, and the openai SDK."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts import services as account_services
+from routing import events
+from routing.health import health_book
+from routing.services import catalog_load
+from routing.snapshot import catalog
+
+
+@pytest.fixture
+def gateway(sim, transactional_db, settings, asgi_server, alice):
+    """A ready gateway: returns (base_url, api_key)."""
+    catalog_load()
+    catalog.invalidate()
+    health_book.reset()
+    settings.ROUTING_BACKOFF_SECONDS = 0.01
+    key, secret = account_services.api_key_create(
+        organization=alice.org, created_by=alice.user, name="tests"
+    )
+    yield f"{asgi_server.url}/v1", secret
+    catalog.invalidate()
+    health_book.reset()
+
+
+@pytest.fixture
+def openai_client(gateway):
+    from openai import OpenAI
+
+    base_url, secret = gateway
+    with OpenAI(base_url=base_url, api_key=secret, max_retries=0, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def generation_events():
+    """Every generation the gateway finishes during the test (through the events hook that
+    billing and observability subscribe to)."""
+    seen: list[events.GenerationEvent] = []
+    events.subscribe(seen.append)
+    yield seen
+    events.unsubscribe(seen.append)
