@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from accounts.selectors import AuthenticatedKey
-from routing import events, router
+from routing import events, policy, router, selectors
 from routing.errors import GatewayError, bad_request
 from routing.health import health_book
 from routing.pricing import cost_nanousd, nano_to_usd
@@ -160,12 +160,11 @@ async def admit_chat(key: AuthenticatedKey, request: ChatRequest) -> Admission:
             param="messages",
             code="context_length_exceeded",
         )
+    # The organization's default routing fills in what the request leaves unsaid.
+    defaults = await selectors.routing_policy_for(key.organization_id)
+    prefs, strategy = policy.merge(defaults, request.prefs, request.strategy)
     candidates = router.plan(
-        models,
-        request.prefs,
-        strategy=request.strategy or "price",
-        needed_context=needed,
-        health=health_book,
+        models, prefs, strategy=strategy, needed_context=needed, health=health_book
     )
     if not candidates:
         raise GatewayError(
@@ -426,7 +425,9 @@ async def embed(key: AuthenticatedKey, model_name: str, inputs: list, body: dict
     tokens = estimate_embedding_tokens(inputs)
     if tokens > models[0].context_window * len(inputs):
         raise bad_request("An input is longer than the model's context window.", param="input")
-    candidates = router.plan(models, router.Preferences(), health=health_book)
+    defaults = await selectors.routing_policy_for(key.organization_id)
+    prefs, strategy = policy.merge(defaults, router.Preferences(), None)
+    candidates = router.plan(models, prefs, strategy=strategy, health=health_book)
     headers = await admit(key, tokens=tokens)
     admission = Admission(
         key=key,

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts.access import placeholder_page
+from routing import views
 
 urlpatterns = [
-    path(
-        "playground/",
-        placeholder_page(
-            "Playground", "playground", blurb="Try any model in the catalog from the browser."
-        ),
-        name="org_playground",
-    ),
+    path("playground/", views.playground, name="org_playground"),
+    path("playground/chat", views.playground_chat, name="playground_chat"),
+    path("settings/routing/", views.routing_settings, name="routing_settings"),
 ]

@@ -176,3 +176,20 @@ def test_context_window_filters_small_endpoints(openai_client, generation_events
         extra_body={"provider": {"order": ["private-vllm"]}},
     )
     assert reply.model_extra["provider"] != "private-vllm"
+
+
+def test_the_organization_default_routing_applies(openai_client, alice):
+    from routing.policy import routing_policy_update
+
+    routing_policy_update(
+        organization=alice.org,
+        actor=alice.user,
+        strategy="price",
+        provider_order=[],
+        ignored_providers=["google-ai-studio"],
+        allow_fallbacks=True,
+    )
+    assert ask(openai_client).model_extra["provider"] == "vertex-ai"
+    # The request's own preferences still win.
+    pinned = ask(openai_client, extra_body={"provider": {"only": ["google-ai-studio"]}})
+    assert pinned.model_extra["provider"] == "google-ai-studio"
