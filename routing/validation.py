@@ -127,7 +127,7 @@ def _check_messages(messages: Any) -> tuple[bool, bool]:
         if not isinstance(message, dict):
             raise bad_request(f"'{where}' must be an object.", param=where)
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise bad_request(
                 f"'{where}.role' must be one of system, developer, user, assistant, tool.",
                 param=f"{where}.role",
@@ -265,7 +265,7 @@ def parse_chat(body: Any) -> ChatRequest:
     if not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object.", param="stream_options")
     effort = body.get("reasoning_effort")
-    if effort is not None and effort not in REASONING_EFFORTS:
+    if effort is not None and (not isinstance(effort, str) or effort not in REASONING_EFFORTS):
         raise bad_request(
             "'reasoning_effort' must be one of none, minimal, low, medium, high.",
             param="reasoning_effort",

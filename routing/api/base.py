@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import orjson
 from adrf.views import APIView
 from rest_framework.exceptions import ParseError
@@ -65,12 +67,13 @@ class GatewayApiView(APIView):
         self.headers = self.default_response_headers
         try:
             self.initial(request, *args, **kwargs)
-            handler = getattr(self, request.method.lower(), None)
-            if handler is None or request.method.lower() not in self.http_method_names:
+            method = request.method.lower()
+            handler = getattr(self, method, None) if method in self.http_method_names else None
+            if handler is None:
                 handler = self.http_method_not_allowed
-                response = handler(request, *args, **kwargs)
-            else:
-                response = await handler(request, *args, **kwargs)
+            response = handler(request, *args, **kwargs)
+            if inspect.isawaitable(response):  # our handlers; DRF's own (OPTIONS) are sync
+                response = await response
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(request, response, *args, **kwargs)
