@@ -1,7 +1,11 @@
-"""Fixtures for tests that call the gateway over real HTTP: the catalog loaded, the simulator
-playing every provider, the ASGI app served by uvicorn, an API key, and the openai SDK."""
+"""Fixtures for tests that call the gateway over real HTTP: the provider simulator (a real HTTP
+server in a background thread: `simulator` one per session or xdist worker, `sim` the same reset
+to fast defaults with settings.SIMULATOR_URL pointing at it), the catalog loaded, the ASGI app
+served by uvicorn, an API key, and the openai SDK."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -9,7 +13,27 @@ from accounts import services as account_services
 from routing import events
 from routing.health import health_book
 from routing.services import catalog_load
+from routing.simulator import SimulatorServer
 from routing.snapshot import catalog
+
+FAST = {"*": {"latency_ms": 0, "tokens_per_second": 0}}
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[SimulatorServer]:
+    """The running simulator: `.url`, `.base_url(slug, wire)`, `.set(slug, **profile)`,
+    `.stats(slug)`, `.reset()`. Shared by the session: use `sim` for a clean one."""
+    server = SimulatorServer(profiles=FAST).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sim(simulator: SimulatorServer, settings) -> SimulatorServer:
+    """The simulator with default profiles, zeroed counters and an empty prompt cache."""
+    simulator.reset()
+    settings.SIMULATOR_URL = simulator.url
+    return simulator
 
 
 @pytest.fixture
