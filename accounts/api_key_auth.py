@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import BaseCache, cache
 from django.db import close_old_connections
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from accounts import keyformat
 from accounts.models import APIKey
+from config.db import tidy_connections
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +243,13 @@ key_cache = KeyCache()
 last_used = LastUsedRecorder()
 
 
+def _lookup(hashed: str) -> dict | None:
+    # The API's lean ASGI handler sends no request signals: drop a broken or stale connection
+    # here, as they would.
+    tidy_connections()
+    return APIKey.objects.filter(hashed_key=hashed).values(*_FIELDS).first()
+
+
 def _check(record: object) -> AuthenticatedKey:
     if record is _MISS or record == _NOT_FOUND or not isinstance(record, AuthenticatedKey):
         raise KeyRejected("Incorrect API key provided.")
@@ -275,7 +284,7 @@ async def aauthenticate(raw_key: str, *, cache_: KeyCache | None = None) -> Auth
     hashed = _well_formed_hash(raw_key)
     record = await kc.aget(hashed)
     if record is _MISS:
-        row = await APIKey.objects.filter(hashed_key=hashed).values(*_FIELDS).afirst()
+        row = await sync_to_async(_lookup)(hashed)
         record = AuthenticatedKey.from_row(row) if row else _NOT_FOUND
         await kc.afill(hashed, record)
     key = _check(record)

@@ -1,4 +1,5 @@
-"""The ASGI entry point: HTTP through Django, WebSockets through Channels."""
+"""The ASGI entry point: HTTP through Django (the /v1 API through a lean handler without the
+site's middleware), WebSockets through Channels."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from routing.asgi import GatewayASGIHandler, split_api  # noqa: E402
 from routing.http import close_client  # noqa: E402
 
 
@@ -33,7 +35,7 @@ async def lifespan(scope, receive, send):
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": split_api(GatewayASGIHandler(), django_asgi_app),
         "lifespan": lifespan,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

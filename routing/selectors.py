@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.core.cache import cache
 
 from accounts.models import Organization
+from config.db import run_db
 from routing.models import Provider, RoutingPolicy, RoutingStrategy
 
 POLICY_LOCAL_TTL = 5.0  # seconds a process trusts its own copy
@@ -97,10 +98,10 @@ class PolicyCache:
         if value is None:
             value = await cache.aget(self.cache_key(org))
             if not isinstance(value, OrgRoutingDefaults):
-                row = (
-                    await RoutingPolicy.objects.filter(organization_id=org)
-                    .values(*_FIELDS)
-                    .afirst()
+                row = await run_db(
+                    lambda: (
+                        RoutingPolicy.objects.filter(organization_id=org).values(*_FIELDS).first()
+                    )
                 )
                 value = OrgRoutingDefaults.from_row(row)
                 await cache.aadd(self.cache_key(org), value, POLICY_SHARED_TTL)

@@ -12,10 +12,10 @@ import re
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
+from config.db import run_db
 from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider
 from routing.providers.base import Target
 
@@ -221,7 +221,7 @@ class SnapshotHolder:
             return snapshot
         version = await cache.aget(CATALOG_VERSION_CACHE_KEY)
         if snapshot is None or version is None or version != snapshot.version:
-            snapshot = await sync_to_async(build_snapshot)()
+            snapshot = await run_db(build_snapshot)
             self._snapshot = snapshot
             await cache.aset(CATALOG_VERSION_CACHE_KEY, snapshot.version, None)
         self._checked_at = now
