@@ -319,6 +319,8 @@ async def run(
     sequence = list(candidates)
     while len(sequence) < settings.ROUTING_MAX_ATTEMPTS:
         sequence.append(candidates[len(sequence) % len(candidates)])
+    if hedge_after_ms is None:
+        return await _run_one_at_a_time(sequence, len(candidates), attempt, health)
     attempts: list[Attempt] = []
     running: dict[asyncio.Task, Attempt] = {}
     next_index = 0
@@ -350,11 +352,7 @@ async def run(
                 endpoint = sequence[next_index]
                 if endpoint.key in tried:
                     # Going round again: back off, and honour a short Retry-After.
-                    rounds = next_index // len(candidates)
-                    delay = settings.ROUTING_BACKOFF_SECONDS * (2 ** (rounds - 1))
-                    if last_error is not None and last_error.retry_after:
-                        delay = max(delay, min(last_error.retry_after, 2.0))
-                    await asyncio.sleep(delay)
+                    await _backoff(next_index, len(candidates), last_error)
                 tried.add(endpoint.key)
                 start()
             can_hedge = (
@@ -383,14 +381,8 @@ async def run(
                 if not isinstance(error, UpstreamError):
                     await cancel_all()
                     raise error
-                record.outcome = str(error.kind)
-                record.http_status = error.status
-                record.message = error.message[:300]
+                _failed(record, error, health)
                 last_error = error
-                if error.kind == ErrorKind.RATE_LIMITED:
-                    health.record_rate_limited(record.endpoint.key, error.retry_after)
-                elif error.retryable:
-                    health.record_failure(record.endpoint.key)
                 if not error.retryable:
                     await cancel_all()
                     raise error
@@ -401,6 +393,54 @@ async def run(
         for task in list(running):
             with contextlib.suppress(BaseException):
                 await task
+
+
+def _failed(record: Attempt, error: UpstreamError, health: HealthBook) -> None:
+    record.outcome = str(error.kind)
+    record.http_status = error.status
+    record.message = error.message[:300]
+    if error.kind == ErrorKind.RATE_LIMITED:
+        health.record_rate_limited(record.endpoint.key, error.retry_after)
+    elif error.retryable:
+        health.record_failure(record.endpoint.key)
+
+
+async def _backoff(attempt_number: int, rounds_of: int, last: UpstreamError | None) -> None:
+    rounds = attempt_number // rounds_of
+    delay = settings.ROUTING_BACKOFF_SECONDS * (2 ** (rounds - 1))
+    if last is not None and last.retry_after:
+        delay = max(delay, min(last.retry_after, 2.0))
+    await asyncio.sleep(delay)
+
+
+async def _run_one_at_a_time(
+    sequence: list[EndpointSnap],
+    rounds_of: int,
+    attempt: Callable[[EndpointSnap], Awaitable[Any]],
+    health: HealthBook,
+) -> tuple[Any, EndpointSnap, list[Attempt]]:
+    """The common case, without hedging: no task per attempt, the call awaited in place."""
+    attempts: list[Attempt] = []
+    last_error: UpstreamError | None = None
+    for number, endpoint in enumerate(sequence):
+        if number >= rounds_of:
+            await _backoff(number, rounds_of, last_error)  # going round again
+        health.claim_probe(endpoint.key)
+        record = Attempt(endpoint=endpoint, started_at=time.perf_counter())
+        attempts.append(record)
+        try:
+            result = await attempt(endpoint)
+        except UpstreamError as error:
+            record.duration_ms = (time.perf_counter() - record.started_at) * 1000
+            _failed(record, error, health)
+            last_error = error
+            if not error.retryable:
+                raise
+            continue
+        record.duration_ms = (time.perf_counter() - record.started_at) * 1000
+        record.outcome = "ok"
+        return result, endpoint, attempts
+    raise AllAttemptsFailed(attempts, last_error)
 
 
 @dataclass(slots=True)
