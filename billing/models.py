@@ -1,0 +1,184 @@
+"""Money: plans, one billing account per organization, the append-only ledger, spend alerts.
+
+Every amount is an integer number of nano-USD (1 USD = 1_000_000_000) in a BigIntegerField:
+never a float. The ledger is the book of record; `BillingAccount.balance_nanousd` is a cache of
+the sum of its organization's entries, updated in the same transaction as each insert.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Organization
+
+NANO_PER_USD = 1_000_000_000
+
+
+class Plan(models.Model):
+    """How an organization pays, as data: the hot path reads only `kind`, limits come from the
+    billing account (seeded from the plan's defaults when the account is created)."""
+
+    class Kind(models.TextChoices):
+        PREPAID = "prepaid", "Prepaid credits"
+        POSTPAID = "postpaid", "Postpaid, metered"
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Credited once per organization when its billing account is created.
+    free_grant_nanousd = models.BigIntegerField(default=0)
+    # Copied into a new account's monthly limit; None means no organization limit.
+    default_monthly_limit_nanousd = models.BigIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["prepaid", "postpaid"]), name="billing_plan_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(free_grant_nanousd__gte=0), name="billing_plan_grant_nonnegative"
+            ),
+            models.CheckConstraint(
+                condition=Q(default_monthly_limit_nanousd__isnull=True)
+                | Q(default_monthly_limit_nanousd__gte=0),
+                name="billing_plan_limit_nonnegative",
+            ),
+            # At most one default plan.
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="billing_plan_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_prepaid(self) -> bool:
+        return self.kind == self.Kind.PREPAID
+
+
+class BillingAccount(models.Model):
+    """One per organization, created on first use by `billing_account_for`."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.PROTECT, primary_key=True, related_name="billing_account"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="accounts")
+    # Cached sum of the organization's ledger entries (`billing_check` proves it).
+    balance_nanousd = models.BigIntegerField(default=0)
+    # The organization's limit per calendar month (UTC); None means no limit.
+    monthly_limit_nanousd = models.BigIntegerField(null=True, blank=True)
+    # For the dashboard banner: the highest threshold (50/80/100) the monthly spend crossed in
+    # the month starting at alert_period_start; 0 when none.
+    alert_percent = models.PositiveSmallIntegerField(default=0)
+    alert_period_start = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(monthly_limit_nanousd__isnull=True) | Q(monthly_limit_nanousd__gte=0),
+                name="billing_account_limit_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Billing of {self.organization_id}"
+
+
+class LedgerEntry(models.Model):
+    """One movement of money. Append-only: never updated, never deleted."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup", "Top-up"
+        USAGE = "usage", "Usage"
+        REFUND = "refund", "Refund"
+        GRANT = "grant", "Grant"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Signed: + credits the organization, - debits it.
+    amount_nanousd = models.BigIntegerField()
+    # Idempotency: a generation id, a Stripe event or payment intent id, "grant:signup:<org>".
+    reference = models.CharField(max_length=200, unique=True)
+    # The API key a usage entry belongs to; no foreign key, the books outlive a deleted key.
+    key_id = models.UUIDField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # When the money moved: for usage, the start of the generation, which decides the spend
+    # period it counts in (a generation started at 23:59:59.999 belongs to that day).
+    occurred_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [
+            models.Index(fields=["organization", "kind", "occurred_at"]),
+            models.Index(fields=["key_id", "occurred_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["topup", "usage", "refund", "grant", "adjustment"]),
+                name="billing_ledger_kind_valid",
+            ),
+            # Credits are positive, usage and refunds (money paid back) are debits; zero usage
+            # is allowed (a generation that reached a provider and cost nothing).
+            models.CheckConstraint(
+                condition=Q(kind="usage", amount_nanousd__lte=0)
+                | Q(kind__in=["topup", "grant"], amount_nanousd__gt=0)
+                | Q(kind="refund", amount_nanousd__lt=0)
+                | Q(kind="adjustment"),
+                name="billing_ledger_sign_by_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_nanousd} ({self.reference})"
+
+
+class AlertSent(models.Model):
+    """A spend alert that went out: one per (scope, subject, period, threshold), ever."""
+
+    class Scope(models.TextChoices):
+        ORGANIZATION = "org", "Organization monthly limit"
+        KEY = "key", "API key limit"
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="spend_alerts"
+    )
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    subject = models.CharField(max_length=64)  # the organization id or the key id
+    period = models.CharField(max_length=16)  # daily / weekly / monthly / total
+    period_start = models.DateTimeField()
+    threshold = models.PositiveSmallIntegerField()  # percent: 50, 80, 100
+    spent_nanousd = models.BigIntegerField()
+    limit_nanousd = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "subject", "period_start", "threshold"],
+                name="billing_alert_once_per_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(scope__in=["org", "key"]), name="billing_alert_scope_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "period_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.subject} {self.threshold}% from {self.period_start:%Y-%m-%d}"

@@ -5,6 +5,7 @@ the answer (our generation id, the served model, the provider, usage with its co
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,10 +16,11 @@ from typing import Any
 import orjson
 
 from accounts.selectors import AuthenticatedKey
+from billing import services as billing
 from routing import events, policy, router, selectors
 from routing.errors import GatewayError, bad_request
 from routing.health import health_book
-from routing.pricing import cost_nanousd, nano_to_usd
+from routing.pricing import cost_nanousd, nano_to_usd, worst_case_nanousd
 from routing.providers.base import ErrorKind, UpstreamError, Usage
 from routing.ratelimit import Limit, RateLimitUnavailable, get_rate_limiter, rate_limit_headers
 from routing.snapshot import CatalogSnapshot, EndpointSnap, ModelSnap, catalog
@@ -58,6 +60,8 @@ class Admission:
     headers: dict[str, str]
     generation_id: str = field(default_factory=new_generation_id)
     received_at: float = field(default_factory=time.time)
+    held_nanousd: int = 0
+    settled: bool = False
 
 
 def resolve_models(snapshot: CatalogSnapshot, names: tuple[str, ...], *, embeddings: bool) -> list:
@@ -175,13 +179,84 @@ async def admit_chat(key: AuthenticatedKey, request: ChatRequest) -> Admission:
             param="provider",
         )
     headers = await admit(key, tokens=prompt_tokens + max_tokens)
-    return Admission(
+    admission = Admission(
         key=key,
         models=models,
         candidates=candidates,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
         headers=headers,
+    )
+    await hold(admission)
+    return admission
+
+
+async def hold(admission: Admission) -> None:
+    """Reserve the worst case (on the priciest endpoint it may fall back to) against every
+    spend limit and the prepaid balance, before any provider is called."""
+    amount = max(
+        worst_case_nanousd(
+            e, prompt_tokens=admission.prompt_tokens, max_tokens=admission.max_tokens
+        )
+        for e in admission.candidates
+    )
+    key = admission.key
+    try:
+        result = await billing.hold_place(
+            hold_id=admission.generation_id,
+            organization_id=key.organization_id,
+            key_id=key.key_id,
+            key_limit_nanousd=key.spend_limit_nanousd,
+            key_period=key.spend_limit_period,
+            amount_nanousd=amount,
+        )
+    except billing.HoldUnavailable:
+        # Fail closed: without the shared counters no request may spend.
+        raise GatewayError(
+            503,
+            "Spend control is temporarily unavailable; please retry shortly.",
+            code="billing_unavailable",
+            headers={"retry-after": "1", **admission.headers},
+        ) from None
+    if not result.allowed:
+        code = (
+            "insufficient_quota"
+            if result.refused_by == "insufficient_quota"
+            else "spend_limit_exceeded"
+        )
+        raise GatewayError(
+            402,
+            result.message or "This request doesn't fit your credit or spend limits.",
+            code=code,
+            headers=admission.headers,
+            metadata={"limit": result.refused_by, "requested_nanousd": amount},
+        )
+    admission.held_nanousd = amount
+
+
+def reached(error: Exception) -> bool:
+    """Did a provider answer at all? Then the generation gets its (zero) usage entry."""
+    if isinstance(error, router.AllAttemptsFailed):
+        return any(a.http_status is not None for a in error.attempts)
+    return isinstance(error, UpstreamError) and error.status is not None
+
+
+async def settle(admission: Admission, cost: int, *, reached_provider: bool = True) -> None:
+    """The hold becomes the real cost, exactly once; nothing is billed when no provider was
+    reached."""
+    if admission.settled:
+        return
+    admission.settled = True
+    if not admission.held_nanousd:
+        return
+    if not reached_provider:
+        await billing.hold_release(hold_id=admission.generation_id)
+        return
+    await billing.hold_settle(
+        hold_id=admission.generation_id,
+        actual_nanousd=cost,
+        organization_id=admission.key.organization_id,
+        key_id=admission.key.key_id,
     )
 
 
@@ -257,8 +332,14 @@ async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]
             admission.candidates, attempt, hedge_after_ms=request.hedge_after_ms
         )
     except (router.AllAttemptsFailed, UpstreamError) as error:
+        # A failed request that no provider billed costs nothing.
+        await settle(admission, 0, reached_provider=reached(error))
         raise failed(error, admission) from None
+    except BaseException:
+        await settle(admission, 0, reached_provider=False)
+        raise
     shaped, cost = shape_completion(admission, endpoint, answer, usage)
+    await settle(admission, cost)
     events.generation_finished(admission, endpoint, usage, cost, attempts, streamed=False)
     return shaped
 
@@ -282,7 +363,11 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
             admission.candidates, attempt, hedge_after_ms=request.hedge_after_ms
         )
     except (router.AllAttemptsFailed, UpstreamError) as error:
+        await settle(admission, 0, reached_provider=reached(error))
         raise failed(error, admission) from None
+    except BaseException:
+        await settle(admission, 0, reached_provider=False)
+        raise
     result.attempts = attempts
     return result
 
@@ -377,6 +462,7 @@ async def stream_events(
         finished = True
         if failure is not None:
             health_book.record_failure(endpoint.key)
+        await settle(admission, cost)
         events.generation_finished(
             admission,
             endpoint,
@@ -391,11 +477,14 @@ async def stream_events(
         if not finished:
             # The client went away mid-stream: bill the prompt and what was delivered.
             usage = _delivered_usage(admission, tracker, result.decoder.usage)
+            cost = cost_nanousd(endpoint, usage)
+            # Shielded: the request is being cancelled, but the money must still settle.
+            await asyncio.shield(settle(admission, cost))
             events.generation_finished(
                 admission,
                 endpoint,
                 usage,
-                cost_nanousd(endpoint, usage),
+                cost,
                 result.attempts,
                 streamed=True,
                 error="client_disconnected",
@@ -437,6 +526,7 @@ async def embed(key: AuthenticatedKey, model_name: str, inputs: list, body: dict
         max_tokens=0,
         headers=headers,
     )
+    await hold(admission)
     upstream = {k: v for k, v in body.items() if k not in ("provider", "models")}
     upstream["input"] = inputs if not isinstance(body.get("input"), str) else body["input"]
 
@@ -448,8 +538,13 @@ async def embed(key: AuthenticatedKey, model_name: str, inputs: list, body: dict
     try:
         (answer, usage), endpoint, attempts = await router.run(candidates, attempt)
     except (router.AllAttemptsFailed, UpstreamError) as error:
+        await settle(admission, 0, reached_provider=reached(error))
         raise failed(error, admission) from None
+    except BaseException:
+        await settle(admission, 0, reached_provider=False)
+        raise
     cost = cost_nanousd(endpoint, usage)
+    await settle(admission, cost)
     answer["object"] = "list"
     answer["id"] = admission.generation_id
     answer["model"] = endpoint.model_id

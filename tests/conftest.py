@@ -27,11 +27,19 @@ class Tenant:
     membership: Membership
 
 
+def _reset_billing_state() -> None:
+    import billing.holds
+
+    billing.holds.org_snapshots.clear_local()
+    billing.holds._store = None
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     # The cache outlives a test's database transaction; stale keys would leak between tests.
     cache.clear()
     key_cache.clear_local()
+    _reset_billing_state()
     yield
     key_cache.clear_local()
     last_used.discard()

@@ -36,3 +36,16 @@ class MembershipFactory(DjangoModelFactory[Membership]):
     organization = factory.SubFactory(OrganizationFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.DEVELOPER
+
+
+class PlanFactory(DjangoModelFactory["Plan"]):
+    class Meta:
+        model = "billing.Plan"
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"plan-{n}")
+    name = factory.Sequence(lambda n: f"Plan {n}")
+    kind = "prepaid"
+    free_grant_nanousd = 0
+    default_monthly_limit_nanousd = None
+    is_default = False

@@ -291,3 +291,30 @@ LOGGING = {
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024  # image data URLs make big chat bodies
+
+# Billing: spend holds (billing.holds), settlement and alerts. Money is integer nano-USD.
+BILLING_REDIS_PREFIX = env("LLMAPI_BILLING_REDIS_PREFIX", default="bill")
+# A hold not settled or released by then is released by the periodic job (its process died).
+BILLING_HOLD_TTL_SECONDS = env.float("LLMAPI_BILLING_HOLD_TTL_SECONDS", default=900.0)
+# An ended hold's record stays this long: settle and release are exactly-once within it.
+BILLING_HOLD_RECORD_SECONDS = env.float("LLMAPI_BILLING_HOLD_RECORD_SECONDS", default=86400.0)
+# The organization billing snapshot: per process (seconds), and in the shared cache.
+BILLING_SNAPSHOT_LOCAL_TTL = env.float("LLMAPI_BILLING_SNAPSHOT_LOCAL_TTL", default=1.0)
+BILLING_SNAPSHOT_CACHE_TTL = env.int("LLMAPI_BILLING_SNAPSHOT_CACHE_TTL", default=300)
+# Settled usage reaches the ledger in batches: every few seconds from Celery beat (Redis),
+# or from a thread of the server process at most this often (the in-process default).
+BILLING_USAGE_FLUSH_SECONDS = env.float("LLMAPI_BILLING_USAGE_FLUSH_SECONDS", default=1.0)
+BILLING_USAGE_FLUSH_BATCH = env.int("LLMAPI_BILLING_USAGE_FLUSH_BATCH", default=500)
+# A batch taken but not written after this long (its writer died) is queued again.
+BILLING_USAGE_BATCH_STALE_SECONDS = env.float(
+    "LLMAPI_BILLING_USAGE_BATCH_STALE_SECONDS", default=300.0
+)
+BILLING_ALERT_THRESHOLDS = (50, 80, 100)
+CELERY_BEAT_SCHEDULE["billing-flush-usage"] = {
+    "task": "billing.tasks.flush_usage",
+    "schedule": 2.0,
+}
+CELERY_BEAT_SCHEDULE["billing-release-expired-holds"] = {
+    "task": "billing.tasks.release_expired_holds",
+    "schedule": 60.0,
+}

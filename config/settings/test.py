@@ -30,6 +30,9 @@ DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
 # Tests never reach a real provider, whatever credentials the environment holds.
 ROUTING_FORCE_SIMULATOR = True
 CATALOG_REFRESH_SECONDS = 0.0
+# Settled usage reaches the ledger when a test flushes it, not from a timer thread that could
+# outlive the test's database.
+BILLING_USAGE_FLUSH_SECONDS = 0
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 if REDIS_URL:  # noqa: F405

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money records are written by services only (the ledger is append-only)."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "name",
+        "kind",
+        "free_grant_nanousd",
+        "default_monthly_limit_nanousd",
+        "is_default",
+    ]
+
+
+@admin.register(BillingAccount)
+class BillingAccountAdmin(ReadOnlyAdmin):
+    list_display = ["organization", "plan", "balance_nanousd", "monthly_limit_nanousd"]
+    list_select_related = ["organization", "plan"]
+    search_fields = ["organization__name", "organization__id"]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "organization", "kind", "amount_nanousd", "reference"]
+    list_filter = ["kind"]
+    list_select_related = ["organization"]
+    search_fields = ["reference", "organization__name"]
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(AlertSent)
+class AlertSentAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organization", "scope", "subject", "threshold", "period_start"]
+    list_filter = ["scope", "threshold"]

@@ -1,0 +1,176 @@
+"""What the hot path needs to know about an organization's billing, without a query.
+
+Three levels, like accounts.api_key_auth.KeyCache: this process's memory (about a second), the
+shared Django cache (Redis in production), then the database. A change (a top-up, a new limit,
+another plan) overwrites the shared entry once its transaction commits, so every process sees
+it once its local copy lapses. Fills use `add`, never `set`: a fill that raced a change can't
+put the old value back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import BaseCache, cache
+
+_MISS = object()
+_flights: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future] = {}
+
+
+async def single_flight[T](key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+    """Run `fetch` once for all the callers that ask for `key` at the same time (a cold
+    process taking a burst of requests for one organization asks the database once)."""
+    loop = asyncio.get_running_loop()
+    flight = _flights.get((loop, key))
+    if flight is not None:
+        return await asyncio.shield(flight)
+    flight = _flights[(loop, key)] = loop.create_future()
+    try:
+        result = await fetch()
+    except BaseException as exc:
+        flight.set_exception(exc)
+        flight.exception()  # retrieved: no "never retrieved" warning when nobody waited
+        raise
+    else:
+        flight.set_result(result)
+        return result
+    finally:
+        del _flights[(loop, key)]
+
+
+@dataclass(frozen=True, slots=True)
+class OrgBillingSnapshot:
+    organization_id: str
+    prepaid: bool
+    # The organization's limit per calendar month (UTC), or None.
+    monthly_limit_nanousd: int | None
+    # Every credit ever (top-ups, grants, refunds, adjustments): the prepaid balance is this
+    # minus all usage, and all usage is a hot counter.
+    credits_nanousd: int
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.organization_id,
+            self.prepaid,
+            self.monthly_limit_nanousd,
+            self.credits_nanousd,
+        )
+
+
+def snapshot_build(organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
+    """From the database (creating the account, with its free grant, on first use)."""
+    from billing.selectors import ledger_credits
+    from billing.services.ledger import _ensure_account
+
+    account = _ensure_account(organization_id)
+    credits, _ = ledger_credits(organization_id=account.organization_id) or (0, 0)
+    return OrgBillingSnapshot(
+        organization_id=str(account.organization_id),
+        prepaid=account.plan.is_prepaid,
+        monthly_limit_nanousd=account.monthly_limit_nanousd,
+        credits_nanousd=credits,
+    )
+
+
+class OrgSnapshotCache:
+    def __init__(
+        self,
+        shared: BaseCache | None = None,
+        *,
+        local_ttl: float | None = None,
+        shared_ttl: int | None = None,
+    ) -> None:
+        self._shared = shared
+        self._local: dict[str, tuple[float, OrgBillingSnapshot]] = {}
+        self._local_ttl = local_ttl
+        self._shared_ttl = shared_ttl
+
+    @property
+    def shared(self) -> BaseCache:
+        return self._shared if self._shared is not None else cache
+
+    @property
+    def local_ttl(self) -> float:
+        if self._local_ttl is not None:
+            return self._local_ttl
+        return settings.BILLING_SNAPSHOT_LOCAL_TTL
+
+    @property
+    def shared_ttl(self) -> int:
+        if self._shared_ttl is not None:
+            return self._shared_ttl
+        return settings.BILLING_SNAPSHOT_CACHE_TTL
+
+    @staticmethod
+    def cache_key(organization_id: str) -> str:
+        return f"billing:snapshot:{organization_id}"
+
+    def _local_get(self, organization_id: str) -> OrgBillingSnapshot | None:
+        hit = self._local.get(organization_id)
+        if hit is None:
+            return None
+        expires, snapshot = hit
+        if expires < time.monotonic():
+            self._local.pop(organization_id, None)
+            return None
+        return snapshot
+
+    def _local_put(self, snapshot: OrgBillingSnapshot) -> None:
+        if len(self._local) > 50_000:
+            self._local.clear()
+        self._local[snapshot.organization_id] = (time.monotonic() + self.local_ttl, snapshot)
+
+    async def aget(self, organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
+        organization_id = str(organization_id)
+        snapshot = self._local_get(organization_id)
+        if snapshot is not None:
+            return snapshot
+        return await single_flight(
+            ("snapshot", id(self), organization_id), lambda: self._afetch(organization_id)
+        )
+
+    async def _afetch(self, organization_id: str) -> OrgBillingSnapshot:
+        value = await self.shared.aget(self.cache_key(organization_id), _MISS)
+        if value is _MISS:
+            snapshot = await sync_to_async(snapshot_build)(organization_id)
+            await self.shared.aadd(
+                self.cache_key(organization_id), snapshot.as_tuple(), self.shared_ttl
+            )
+        else:
+            snapshot = OrgBillingSnapshot(*value)
+        self._local_put(snapshot)
+        return snapshot
+
+    def get(self, organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
+        organization_id = str(organization_id)
+        snapshot = self._local_get(organization_id)
+        if snapshot is not None:
+            return snapshot
+        value = self.shared.get(self.cache_key(organization_id), _MISS)
+        if value is _MISS:
+            snapshot = snapshot_build(organization_id)
+            self.shared.add(self.cache_key(organization_id), snapshot.as_tuple(), self.shared_ttl)
+        else:
+            snapshot = OrgBillingSnapshot(*value)
+        self._local_put(snapshot)
+        return snapshot
+
+    def refresh(self, organization_id: uuid.UUID | str) -> None:
+        """After a committed change: overwrite what every process reads next."""
+        snapshot = snapshot_build(organization_id)
+        self.shared.set(
+            self.cache_key(snapshot.organization_id), snapshot.as_tuple(), self.shared_ttl
+        )
+        self._local.pop(snapshot.organization_id, None)
+
+    def clear_local(self) -> None:
+        self._local.clear()
+
+
+org_snapshots = OrgSnapshotCache()

@@ -1,0 +1,395 @@
+"""The shared store behind spend holds: counters, holds, the settled-usage queue.
+
+State, per counter (scope, subject, period start): `spent` (settled usage) and `held` (active
+holds). Per hold: its amount, its counters, its start time and a state (held, settled,
+released, expired) kept for a grace period after it ends, which is what makes settle and
+release exactly-once. A deadline per hold: past it, `release_expired` gives its amount back
+(a process that crashed mid-request never settles).
+
+Two backends with the same semantics: `InProcessHoldStore` (the embedded default, one process)
+here, `RedisHoldStore` (every process shares it) in billing.holds.redis_store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import close_old_connections
+
+from billing.periods import period_tag
+
+logger = logging.getLogger(__name__)
+
+# A period counter outlives its period by this much (late settlements still find it).
+COUNTER_GRACE = timedelta(days=2)
+
+KEY, ORG, BALANCE = "key", "org", "bal"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One settled generation on its way to the ledger."""
+
+    reference: str  # the generation id
+    organization_id: str
+    key_id: str | None
+    cost_nanousd: int  # >= 0; posted as -cost
+    occurred_at: datetime  # the generation's start: decides its spend period
+    description: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class HoldUnavailable(Exception):
+    """The shared hold store can't be asked (Redis down, or the ledger unreachable to seed a
+    cold counter). Fail closed: the gateway answers 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One counter a hold is reserved on, and checked against when it has a limit.
+
+    Counters are kept whether or not a limit applies right now, so that a limit set, removed
+    and set again (or a key moved from monthly to daily and back) in one period finds a
+    counter that saw every request."""
+
+    scope: str  # "key" | "org" | "bal"
+    subject: str  # key id / organization id
+    period: str  # daily / weekly / monthly / total
+    start: datetime
+    end: datetime | None
+    limit: int | None  # nano-USD, None = not checked; may be negative (a balance below zero)
+
+    @property
+    def counter(self) -> str:
+        return f"{self.scope}:{self.subject}:{period_tag(self.period, self.start)}"
+
+    def ttl_seconds(self, now: datetime) -> float | None:
+        if self.end is None:
+            return None
+        return max((self.end + COUNTER_GRACE - now).total_seconds(), 60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOutcome:
+    status: str  # "ok" | "refused" | "dup" | "cold"
+    # Room left on each part before this hold (limit - spent - held; None without a limit).
+    rooms: tuple[int | None, ...] = ()
+    refused_index: int | None = None
+    cold: tuple[int, ...] = ()  # indexes of parts whose counter is missing (seed and retry)
+    dup_state: str | None = None
+
+
+def encode_record(record: UsageRecord) -> str:
+    """A queued usage record: the generation start (microseconds, exact) and a JSON body."""
+    body = {
+        "r": record.reference,
+        "o": record.organization_id,
+        "k": record.key_id,
+        "c": record.cost_nanousd,
+        "d": record.description,
+        "m": record.metadata,
+    }
+    return orjson.dumps(body).decode()
+
+
+def decode_record(item: str | bytes) -> UsageRecord:
+    if isinstance(item, bytes):
+        item = item.decode()
+    started_us, _, body = item.partition(" ")
+    data = orjson.loads(body)
+    return UsageRecord(
+        reference=data["r"],
+        organization_id=data["o"],
+        key_id=data.get("k"),
+        cost_nanousd=int(data["c"]),
+        occurred_at=from_us(int(started_us)),
+        description=data.get("d") or "",
+        metadata=data.get("m") or {},
+    )
+
+
+def to_us(at: datetime) -> int:
+    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+class HoldStore:
+    """What every backend offers. `place`, `settle` and `release` are the hot path (async);
+    the batch side (`release_expired`, `usage_take`, `usage_done`) is synchronous, for Celery."""
+
+    url = ""
+
+    async def place(
+        self,
+        *,
+        hold_id: str,
+        parts: Sequence[Part],
+        amount: int,
+        started_at: datetime,
+        deadline: float,
+        seeds: dict[int, int] | None = None,
+    ) -> PlaceOutcome:
+        """Reserve `amount` on every part if it fits on all of them, else on none."""
+        raise NotImplementedError
+
+    async def settle(self, *, hold_id: str, record: UsageRecord) -> str:
+        """Turn the hold into spend (record.cost_nanousd) and queue its usage record, once.
+        Returns the hold's state before: held / released / expired / missing, or "settled"
+        when it was settled already (nothing changed)."""
+        raise NotImplementedError
+
+    async def release(self, *, hold_id: str) -> bool:
+        """Give an active hold back without spend. False if it wasn't active."""
+        raise NotImplementedError
+
+    def release_expired(self, *, now: float | None = None, limit: int = 1000) -> int:
+        """Release every hold past its deadline (epoch seconds). Returns how many."""
+        raise NotImplementedError
+
+    def usage_take(self, *, limit: int) -> tuple[str | None, list[UsageRecord]]:
+        """Up to `limit` queued records, as a batch that stays recoverable until `usage_done`."""
+        raise NotImplementedError
+
+    def usage_done(self, batch: str, *, requeue: Sequence[UsageRecord] = ()) -> None:
+        raise NotImplementedError
+
+    def usage_pending(self) -> int:
+        raise NotImplementedError
+
+    def counter(self, part: Part) -> tuple[int, int] | None:
+        """(spent, held) of a part's counter, None if cold (tests and diagnostics)."""
+        raise NotImplementedError
+
+    def hold_state(self, hold_id: str) -> str | None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release connections (tests; a server process keeps its store for life)."""
+
+
+@dataclass(slots=True)
+class _Hold:
+    state: str
+    amount: int
+    counters: tuple[str, ...]
+    started_us: int
+    deadline: float
+    forget_at: float  # the record (an idempotency marker once ended) is dropped after this
+
+
+class InProcessHoldStore(HoldStore):
+    """This process's memory: the embedded default (one server process, no Redis).
+
+    Every method runs without awaiting while it holds the lock, so each is atomic on the event
+    loop and against other threads. Nothing but this process can see these holds, so expired
+    ones are also swept here, on the way, and settled usage is flushed by a thread now and then.
+    """
+
+    _SWEEP_AT = 4096
+
+    def __init__(self, *, auto_flush: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, list[int]] = {}  # name -> [spent, held]
+        self._counter_forget: dict[str, float] = {}
+        self._holds: dict[str, _Hold] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._queue: deque[UsageRecord] = deque()
+        self._batches: dict[str, list[UsageRecord]] = {}
+        self._auto_flush = auto_flush
+        self._last_flush = time.monotonic()
+        self._flush_scheduled = False
+        self._sweep_at = self._SWEEP_AT
+
+    @property
+    def record_ttl(self) -> float:
+        return float(settings.BILLING_HOLD_RECORD_SECONDS)
+
+    async def place(self, *, hold_id, parts, amount, started_at, deadline, seeds=None):
+        now = started_at.timestamp()
+        with self._lock:
+            if self._deadlines and self._deadlines[0][0] <= now:
+                self._release_expired_locked(now, 100)
+            existing = self._holds.get(hold_id)
+            if existing is not None:
+                return PlaceOutcome("dup", dup_state=existing.state)
+            cold = []
+            for i, part in enumerate(parts):
+                name = part.counter
+                if name in self._counters:
+                    continue
+                if seeds is not None and i in seeds:
+                    self._counters[name] = [seeds[i], 0]
+                    ttl = part.ttl_seconds(started_at)
+                    if ttl is not None:
+                        self._counter_forget[name] = now + ttl
+                else:
+                    cold.append(i)
+            if cold:
+                return PlaceOutcome("cold", cold=tuple(cold))
+            rooms = []
+            refused = None
+            for i, part in enumerate(parts):
+                if part.limit is None:
+                    rooms.append(None)
+                    continue
+                spent, held = self._counters[part.counter]
+                room = part.limit - spent - held
+                rooms.append(room)
+                if refused is None and room < amount:
+                    refused = i
+            if refused is not None:
+                return PlaceOutcome("refused", rooms=tuple(rooms), refused_index=refused)
+            for part in parts:
+                self._counters[part.counter][1] += amount
+            self._holds[hold_id] = _Hold(
+                state="held",
+                amount=amount,
+                counters=tuple(p.counter for p in parts),
+                started_us=to_us(started_at),
+                deadline=deadline,
+                forget_at=deadline + self.record_ttl,
+            )
+            heapq.heappush(self._deadlines, (deadline, hold_id))
+            if len(self._holds) + len(self._counters) > self._sweep_at:
+                self._sweep(now)
+            return PlaceOutcome("ok", rooms=tuple(rooms))
+
+    def _give_back(self, hold: _Hold) -> None:
+        for name in hold.counters:
+            counter = self._counters.get(name)
+            if counter is not None:
+                counter[1] = max(0, counter[1] - hold.amount)
+
+    async def settle(self, *, hold_id, record):
+        with self._lock:
+            hold = self._holds.get(hold_id)
+            state = hold.state if hold is not None else "missing"
+            if state == "settled":
+                return state
+            if hold is not None:
+                if state == "held":
+                    self._give_back(hold)
+                for name in hold.counters:
+                    counter = self._counters.get(name)
+                    if counter is not None:
+                        counter[0] += record.cost_nanousd
+                record = replace(record, occurred_at=from_us(hold.started_us))
+                hold.state = "settled"
+                hold.forget_at = time.time() + self.record_ttl
+            else:
+                self._holds[hold_id] = _Hold(
+                    state="settled",
+                    amount=0,
+                    counters=(),
+                    started_us=to_us(record.occurred_at),
+                    deadline=0.0,
+                    forget_at=time.time() + self.record_ttl,
+                )
+            self._queue.append(record)
+            self._schedule_flush_locked()
+        return state
+
+    def _schedule_flush_locked(self) -> None:
+        """At most one flush pending, run by a timer thread so that usage reaches the ledger
+        within BILLING_USAGE_FLUSH_SECONDS even if no other request comes."""
+        interval = settings.BILLING_USAGE_FLUSH_SECONDS
+        if not self._auto_flush or self._flush_scheduled or interval <= 0 or not self._queue:
+            return
+        self._flush_scheduled = True
+        wait = max(0.0, interval - (time.monotonic() - self._last_flush))
+        timer = threading.Timer(wait, self._flush_in_thread)
+        timer.daemon = True
+        timer.start()
+
+    def _flush_in_thread(self) -> None:
+        from billing.holds import usage_flush
+
+        try:
+            usage_flush(store=self)
+        except Exception:  # the records stay queued for the next flush
+            logger.exception("usage flush failed")
+        finally:
+            close_old_connections()
+            with self._lock:
+                self._flush_scheduled = False
+                self._last_flush = time.monotonic()
+                self._schedule_flush_locked()
+
+    async def release(self, *, hold_id):
+        with self._lock:
+            hold = self._holds.get(hold_id)
+            if hold is None or hold.state != "held":
+                return False
+            self._give_back(hold)
+            hold.state = "released"
+            hold.forget_at = time.time() + self.record_ttl
+            return True
+
+    def release_expired(self, *, now=None, limit=1000):
+        with self._lock:
+            return self._release_expired_locked(time.time() if now is None else now, limit)
+
+    def _release_expired_locked(self, now: float, limit: int) -> int:
+        released = 0
+        while self._deadlines and self._deadlines[0][0] <= now and released < limit:
+            _, hold_id = heapq.heappop(self._deadlines)
+            hold = self._holds.get(hold_id)
+            if hold is not None and hold.state == "held":
+                self._give_back(hold)
+                hold.state = "expired"
+                released += 1
+        return released
+
+    def _sweep(self, now: float) -> None:
+        for hold_id in [h for h, hold in self._holds.items() if hold.forget_at <= now]:
+            if self._holds[hold_id].state != "held":
+                del self._holds[hold_id]
+        for name in [n for n, t in self._counter_forget.items() if t <= now]:
+            del self._counter_forget[name]
+            self._counters.pop(name, None)
+        self._sweep_at = max(self._SWEEP_AT, 2 * (len(self._holds) + len(self._counters)))
+
+    def usage_take(self, *, limit):
+        with self._lock:
+            records = []
+            while self._queue and len(records) < limit:
+                records.append(self._queue.popleft())
+            if not records:
+                return None, []
+            batch = uuid.uuid4().hex
+            self._batches[batch] = records
+            return batch, records
+
+    def usage_done(self, batch, *, requeue=()):
+        with self._lock:
+            self._batches.pop(batch, None)
+            self._queue.extendleft(reversed(list(requeue)))
+
+    def usage_pending(self) -> int:
+        with self._lock:
+            return len(self._queue) + sum(len(b) for b in self._batches.values())
+
+    def counter(self, part):
+        with self._lock:
+            counter = self._counters.get(part.counter)
+            return None if counter is None else (counter[0], counter[1])
+
+    def hold_state(self, hold_id):
+        with self._lock:
+            hold = self._holds.get(hold_id)
+            return None if hold is None else hold.state

@@ -1,0 +1,46 @@
+"""Every write to billing goes through here, and the hot path's holds (billing.holds)."""
+
+from __future__ import annotations
+
+from billing.exceptions import BillingError
+from billing.holds import (
+    HoldResult,
+    HoldUnavailable,
+    get_hold_store,
+    hold_place,
+    hold_release,
+    hold_settle,
+    holds_release_expired,
+    usage_flush,
+)
+from billing.services.alerts import spend_alert_send_email, spend_alerts_evaluate
+from billing.services.ledger import (
+    SIGNUP_GRANT_REFERENCE,
+    billing_account_for,
+    billing_account_set_monthly_limit,
+    billing_account_set_plan,
+    ledger_post,
+    usage_entries_write,
+    usage_settle_now,
+)
+
+__all__ = [
+    "SIGNUP_GRANT_REFERENCE",
+    "BillingError",
+    "HoldResult",
+    "HoldUnavailable",
+    "billing_account_for",
+    "billing_account_set_monthly_limit",
+    "billing_account_set_plan",
+    "get_hold_store",
+    "hold_place",
+    "hold_release",
+    "hold_settle",
+    "holds_release_expired",
+    "ledger_post",
+    "spend_alert_send_email",
+    "spend_alerts_evaluate",
+    "usage_entries_write",
+    "usage_flush",
+    "usage_settle_now",
+]

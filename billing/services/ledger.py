@@ -1,0 +1,308 @@
+"""The ledger: the book of record. Append-only entries in integer nano-USD, one cached balance
+per organization updated in the same transaction, one unique reference per entry so that a
+replay (a redelivered webhook, a re-run flush) changes nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import Organization
+from billing.exceptions import BillingError
+from billing.holds.store import UsageRecord
+from billing.models import BillingAccount, LedgerEntry, Plan
+
+logger = logging.getLogger(__name__)
+
+Kind = LedgerEntry.Kind
+
+# Each grant of a plan's free credit is posted under this reference: once per organization.
+SIGNUP_GRANT_REFERENCE = "grant:signup:{organization_id}"
+
+
+def _check_amount(kind: str, amount_nanousd: int) -> None:
+    if not isinstance(amount_nanousd, int) or isinstance(amount_nanousd, bool):
+        raise BillingError("Amounts are integers of nano-USD.", code="amount_type")
+    if kind not in Kind.values:
+        raise BillingError(f"Unknown ledger entry kind {kind!r}.", code="kind")
+    ok = {
+        Kind.TOPUP: amount_nanousd > 0,
+        Kind.GRANT: amount_nanousd > 0,
+        Kind.USAGE: amount_nanousd <= 0,
+        Kind.REFUND: amount_nanousd < 0,
+        Kind.ADJUSTMENT: True,
+    }[kind]
+    if not ok:
+        raise BillingError(f"A {kind} entry can't be {amount_nanousd} nano-USD.", code="sign")
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+# The plans the data migration creates; also recreated here if the default went missing (a
+# database flushed by TransactionTestCase, say), so an organization always gets an account.
+BUILTIN_PLANS = (
+    {
+        "slug": "prepaid",
+        "name": "Prepaid credits",
+        "kind": Plan.Kind.PREPAID,
+        "free_grant_nanousd": 1_000_000_000,  # $1 of free starting credit
+        "default_monthly_limit_nanousd": None,
+        "is_default": True,
+    },
+    {
+        "slug": "postpaid-metered",
+        "name": "Postpaid, metered",
+        "kind": Plan.Kind.POSTPAID,
+        "free_grant_nanousd": 0,
+        "default_monthly_limit_nanousd": 1_000_000_000_000,  # $1,000 a month until raised
+        "is_default": False,
+    },
+)
+
+
+def _default_plan() -> Plan:
+    plan = Plan.objects.filter(is_default=True).first()
+    if plan is None:
+        with transaction.atomic():
+            for data in BUILTIN_PLANS:
+                Plan.objects.get_or_create(slug=data["slug"], defaults=data)
+            plan = Plan.objects.filter(is_default=True).first()
+        if plan is None:  # the built-in default slug exists but isn't the default any more
+            raise BillingError("No default plan is configured.", code="no_default_plan")
+    return plan
+
+
+def _account_for_update(organization_id: uuid.UUID | str) -> BillingAccount:
+    """The organization's account, locked until the end of the transaction (created first if
+    missing). Posts to one organization serialize here."""
+    _ensure_account(organization_id)
+    return BillingAccount.objects.select_for_update().get(organization_id=organization_id)
+
+
+def _ensure_account(organization_id: uuid.UUID | str) -> BillingAccount:
+    organization_id = _uuid(organization_id)
+    account = (
+        BillingAccount.objects.select_related("plan")
+        .filter(organization_id=organization_id)
+        .first()
+    )
+    if account is not None:
+        return account
+    plan = _default_plan()
+    with transaction.atomic():
+        account, created = BillingAccount.objects.select_related("plan").get_or_create(
+            organization_id=organization_id,
+            defaults={"plan": plan, "monthly_limit_nanousd": plan.default_monthly_limit_nanousd},
+        )
+        if created and plan.free_grant_nanousd > 0:
+            ledger_post(
+                organization=Organization(id=organization_id),
+                kind=Kind.GRANT,
+                amount_nanousd=plan.free_grant_nanousd,
+                reference=SIGNUP_GRANT_REFERENCE.format(organization_id=organization_id),
+                description=f"Free starting credit ({plan.name})",
+                metadata={"plan": plan.slug},
+            )
+            account.refresh_from_db()
+    return account
+
+
+@transaction.atomic
+def billing_account_for(*, organization: Organization) -> BillingAccount:
+    """The organization's billing account. The first call creates it on the default plan and
+    posts the plan's free grant (once per organization, whatever happens later)."""
+    return _ensure_account(organization.id)
+
+
+@transaction.atomic
+def ledger_post(
+    *,
+    organization: Organization,
+    kind: str,
+    amount_nanousd: int,
+    reference: str,
+    key_id: uuid.UUID | str | None = None,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> tuple[LedgerEntry, bool]:
+    """Append one entry and move the cached balance with it. Returns (entry, created): a
+    reference seen before returns the existing entry and changes nothing; reusing a reference
+    for a different movement of money is a bug and raises."""
+    _check_amount(kind, amount_nanousd)
+    if not reference:
+        raise BillingError("Every ledger entry needs a reference.", code="reference")
+    organization_id = _uuid(organization.id)
+    account = _account_for_update(organization_id)
+    existing = LedgerEntry.objects.filter(reference=reference).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                entry = LedgerEntry.objects.create(
+                    organization_id=organization_id,
+                    kind=kind,
+                    amount_nanousd=amount_nanousd,
+                    reference=reference,
+                    key_id=key_id,
+                    description=description[:200],
+                    metadata=metadata or {},
+                    occurred_at=occurred_at or timezone.now(),
+                )
+        except IntegrityError:
+            # Another organization's post (not serialized by our lock) won the reference.
+            existing = LedgerEntry.objects.filter(reference=reference).first()
+            if existing is None:
+                raise
+        else:
+            BillingAccount.objects.filter(pk=account.pk).update(
+                balance_nanousd=F("balance_nanousd") + amount_nanousd, updated_at=timezone.now()
+            )
+            if kind != Kind.USAGE:
+                _refresh_snapshot_on_commit(organization_id)
+            return entry, True
+    if (
+        existing.organization_id != organization_id
+        or existing.kind != kind
+        or existing.amount_nanousd != amount_nanousd
+    ):
+        raise BillingError(
+            f"The reference {reference!r} already records a different entry.", code="conflict"
+        )
+    return existing, False
+
+
+@transaction.atomic
+def billing_account_set_monthly_limit(
+    *, organization: Organization, monthly_limit_nanousd: int | None
+) -> BillingAccount:
+    if monthly_limit_nanousd is not None and (
+        not isinstance(monthly_limit_nanousd, int) or monthly_limit_nanousd < 0
+    ):
+        raise BillingError("A spend limit is a non-negative amount.", code="limit")
+    account = _account_for_update(organization.id)
+    account.monthly_limit_nanousd = monthly_limit_nanousd
+    account.updated_at = timezone.now()
+    account.save(update_fields=["monthly_limit_nanousd", "updated_at"])
+    _refresh_snapshot_on_commit(organization.id)
+    return account
+
+
+@transaction.atomic
+def billing_account_set_plan(*, organization: Organization, plan: Plan) -> BillingAccount:
+    """Move to another plan. Limits stay as set; the free grant is never posted again."""
+    account = _account_for_update(organization.id)
+    account.plan = plan
+    account.updated_at = timezone.now()
+    account.save(update_fields=["plan", "updated_at"])
+    _refresh_snapshot_on_commit(organization.id)
+    return account
+
+
+def _refresh_snapshot_on_commit(organization_id: uuid.UUID | str) -> None:
+    from billing.holds.snapshot import org_snapshots
+
+    transaction.on_commit(lambda: org_snapshots.refresh(str(organization_id)))
+
+
+def usage_entries_write(*, records: Sequence[UsageRecord]) -> list[UsageRecord]:
+    """Write settled usage in batches, one transaction per organization, idempotently (a
+    reference already in the ledger is skipped), so a replayed batch changes nothing.
+
+    Returns the records that could not be written (the caller queues them again)."""
+    by_org: dict[str, list[UsageRecord]] = {}
+    for record in records:
+        by_org.setdefault(str(record.organization_id), []).append(record)
+    failed: list[UsageRecord] = []
+    for organization_id, group in by_org.items():
+        try:
+            _write_org_usage(organization_id, group)
+        except Exception:
+            logger.exception(
+                "could not write %d usage entries of organization %s", len(group), organization_id
+            )
+            failed.extend(group)
+    return failed
+
+
+@transaction.atomic
+def _write_org_usage(organization_id: str, records: Iterable[UsageRecord]) -> int:
+    account = _account_for_update(organization_id)
+    records = list(records)
+    existing = set(
+        LedgerEntry.objects.filter(reference__in=[r.reference for r in records]).values_list(
+            "reference", flat=True
+        )
+    )
+    now = timezone.now()
+    new: list[LedgerEntry] = []
+    for record in records:
+        if record.reference in existing:
+            continue
+        if record.cost_nanousd < 0:
+            raise BillingError(f"negative cost for {record.reference}", code="sign")
+        existing.add(record.reference)
+        new.append(
+            LedgerEntry(
+                organization_id=organization_id,
+                kind=Kind.USAGE,
+                amount_nanousd=-record.cost_nanousd,
+                reference=record.reference,
+                key_id=record.key_id or None,
+                description=record.description[:200],
+                metadata=record.metadata or {},
+                occurred_at=record.occurred_at,
+                created_at=now,
+            )
+        )
+    if not new:
+        return 0
+    LedgerEntry.objects.bulk_create(new)
+    total = sum(entry.amount_nanousd for entry in new)
+    if total:
+        BillingAccount.objects.filter(pk=account.pk).update(
+            balance_nanousd=F("balance_nanousd") + total, updated_at=now
+        )
+    key_ids = sorted({str(entry.key_id) for entry in new if entry.key_id})
+    at = max(entry.occurred_at for entry in new).isoformat()
+
+    def evaluate() -> None:
+        from billing.tasks import evaluate_spend_alerts
+
+        evaluate_spend_alerts.delay(organization_id, key_ids, at)
+
+    transaction.on_commit(evaluate)
+    return len(new)
+
+
+def usage_settle_now(
+    *,
+    reference: str,
+    organization_id: uuid.UUID | str,
+    key_id: uuid.UUID | str | None,
+    cost_nanousd: int,
+    occurred_at: datetime | None = None,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> tuple[LedgerEntry, bool]:
+    """Write one generation's usage entry right now (tests, and settlement's fallback when the
+    queue is unreachable). Idempotent on the reference like the batched path."""
+    record = UsageRecord(
+        reference=reference,
+        organization_id=str(organization_id),
+        key_id=str(key_id) if key_id else None,
+        cost_nanousd=cost_nanousd,
+        occurred_at=occurred_at or timezone.now(),
+        description=description,
+        metadata=metadata or {},
+    )
+    created = _write_org_usage(record.organization_id, [record]) == 1
+    return LedgerEntry.objects.get(reference=reference), created

@@ -1,0 +1,38 @@
+"""Billing's background work. Each task takes ids, calls a service and is idempotent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+
+from billing.services import (
+    holds_release_expired,
+    spend_alert_send_email,
+    spend_alerts_evaluate,
+    usage_flush,
+)
+
+
+@shared_task(ignore_result=True)
+def flush_usage() -> int:
+    """Queued settled usage -> ledger entries, in batches (replays change nothing)."""
+    return usage_flush()
+
+
+@shared_task(ignore_result=True)
+def release_expired_holds() -> int:
+    """Holds past their deadline (a process died mid-request) give their amount back."""
+    return holds_release_expired()
+
+
+@shared_task(ignore_result=True)
+def evaluate_spend_alerts(organization_id: str, key_ids: list[str], at: str) -> None:
+    spend_alerts_evaluate(
+        organization_id=organization_id, key_ids=key_ids, at=datetime.fromisoformat(at)
+    )
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5, ignore_result=True)
+def send_spend_alert_email(alert_id: int) -> None:
+    spend_alert_send_email(alert_id=alert_id)
