@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import orjson
 from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 
+from config.db import run_db
 from routing import gateway
 from routing.api import schema
 from routing.api.base import GatewayApiView, authenticate, read_json
@@ -151,6 +153,7 @@ class KeyInfoApi(GatewayApiView):
     @extend_schema(operation_id="retrieveKey", responses={200: dict, **schema.errors(401)})
     async def get(self, request):
         key = await authenticate(request)
+        spend = await run_db(lambda: _key_spend(key))
         return json_response(
             {
                 "data": {
@@ -165,6 +168,35 @@ class KeyInfoApi(GatewayApiView):
                         "tpm": key.tpm_limit,
                     },
                     "allowed_models": list(key.allowed_models),
+                    **spend,
                 }
             }
         )
+
+
+def _key_spend(key) -> dict:
+    """This period's spend of the key, and what is left of its limit and of the prepaid credit
+    (as the ledger says; requests still in flight are not counted yet)."""
+    from billing import selectors as billing
+
+    now = timezone.now()
+    spent = billing.usage_spent(
+        organization_id=key.organization_id,
+        key_id=key.key_id,
+        period=key.spend_limit_period,
+        at=now,
+    )
+    account = billing.ledger_credits(organization_id=key.organization_id)
+    balance = account[1] if account else 0
+    limit = key.spend_limit_nanousd
+    return {
+        "usage": {
+            "period": key.spend_limit_period,
+            "spent_usd": gateway.usd_fragment(spent),
+            "limit_usd": gateway.usd_fragment(limit) if limit is not None else None,
+            "limit_remaining_usd": (
+                gateway.usd_fragment(max(limit - spent, 0)) if limit is not None else None
+            ),
+        },
+        "credit_remaining_usd": gateway.usd_fragment(max(balance, 0)),
+    }

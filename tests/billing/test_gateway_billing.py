@@ -124,3 +124,23 @@ def test_concurrent_requests_never_spend_past_the_budget(gateway, alice, sim):
     )
     assert spent == sum(int(Decimal(str(r.json()["usage"]["cost"])) * NANO) for r in admitted)
     assert spent <= worst * n
+
+
+def test_v1_key_reports_spend_and_remaining_credit(gateway, alice):
+    base_url, _ = gateway
+    _, secret = account_services.api_key_create(
+        organization=alice.org,
+        created_by=alice.user,
+        name="checker",
+        spend_limit_nanousd=1_000_000_000,
+        spend_limit_period=APIKey.SpendPeriod.MONTHLY,
+    )
+    cost = Decimal(str(_chat(base_url, secret).json()["usage"]["cost"]))
+    services.usage_flush()
+    data = httpx.get(f"{base_url}/key", headers={"Authorization": f"Bearer {secret}"}).json()[
+        "data"
+    ]
+    assert Decimal(str(data["usage"]["spent_usd"])) == cost
+    assert Decimal(str(data["usage"]["limit_usd"])) == 1
+    assert Decimal(str(data["usage"]["limit_remaining_usd"])) == 1 - cost
+    assert Decimal(str(data["credit_remaining_usd"])) > 0
