@@ -12,11 +12,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from observability.writer import log_buffer  # noqa: E402
 from routing.asgi import GatewayASGIHandler, split_api  # noqa: E402
 from routing.http import close_client  # noqa: E402
 
@@ -28,6 +30,8 @@ async def lifespan(scope, receive, send):
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            # Push what this process still buffers (request logs), then close upstream pools.
+            await sync_to_async(log_buffer.shutdown, thread_sensitive=False)()
             await close_client()
             await send({"type": "lifespan.shutdown.complete"})
             return

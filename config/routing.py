@@ -1,5 +1,11 @@
-"""WebSocket routes. The live dashboard streams land here in a later step."""
+"""WebSocket routes (Channels): the live dashboard streams."""
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from observability.consumers import LiveOverviewConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/orgs/<uuid:org_id>/live/", LiveOverviewConsumer.as_asgi(), name="ws_org_live"),
+]

@@ -10,6 +10,7 @@ from accounts import urls as accounts_urls
 from accounts import views as accounts_views
 from billing import urls as billing_urls
 from observability import urls as observability_urls
+from observability.api import GenerationApi
 from routing import urls as routing_urls
 
 
@@ -38,6 +39,7 @@ urlpatterns = [
     path("o/<uuid:org_id>/", include(org_patterns)),
     path("accounts/", include("allauth.urls")),
     path("v1/openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("v1/generation", GenerationApi.as_view(), name="v1_generation"),
     path("v1/", include("routing.api.urls")),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi"), name="api_docs"),
     path("admin/", admin.site.urls),

@@ -234,6 +234,27 @@ async def hold(admission: Admission) -> None:
     admission.held_nanousd = amount
 
 
+def record_failure(admission: Admission, error: Exception, *, streamed: bool) -> None:
+    """A request that ended with no answer still gets its log row (errors and uptime count
+    it), at zero usage and zero cost."""
+    attempts = getattr(error, "attempts", None) or []
+    if not attempts:
+        return  # no provider was tried: nothing happened upstream worth a trace
+    if isinstance(error, router.AllAttemptsFailed) and error.last is not None:
+        kind = (
+            "upstream_rate_limited"
+            if error.last.kind == ErrorKind.RATE_LIMITED
+            else str(error.last.kind)
+        )
+    elif isinstance(error, UpstreamError):
+        kind = str(error.kind)
+    else:
+        kind = "upstream_error"
+    events.generation_finished(
+        admission, attempts[-1].endpoint, Usage(), 0, attempts, streamed=streamed, error=kind
+    )
+
+
 def reached(error: Exception) -> bool:
     """Did a provider answer at all? Then the generation gets its (zero) usage entry."""
     if isinstance(error, router.AllAttemptsFailed):
@@ -334,6 +355,7 @@ async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]
     except (router.AllAttemptsFailed, UpstreamError) as error:
         # A failed request that no provider billed costs nothing.
         await settle(admission, 0, reached_provider=reached(error))
+        record_failure(admission, error, streamed=False)
         raise failed(error, admission) from None
     except BaseException:
         await settle(admission, 0, reached_provider=False)
@@ -364,6 +386,7 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
         )
     except (router.AllAttemptsFailed, UpstreamError) as error:
         await settle(admission, 0, reached_provider=reached(error))
+        record_failure(admission, error, streamed=True)
         raise failed(error, admission) from None
     except BaseException:
         await settle(admission, 0, reached_provider=False)

@@ -385,6 +385,7 @@ async def run(
                 last_error = error
                 if not error.retryable:
                     await cancel_all()
+                    error.attempts = attempts
                     raise error
     finally:
         # Client went away or we are done: nothing keeps running upstream.
@@ -435,6 +436,7 @@ async def _run_one_at_a_time(
             _failed(record, error, health)
             last_error = error
             if not error.retryable:
+                error.attempts = attempts
                 raise
             continue
         record.duration_ms = (time.perf_counter() - record.started_at) * 1000

@@ -29,6 +29,9 @@ FILES = [
         "bootstrap-icons/font/fonts/bootstrap-icons.woff",
         "bootstrap-icons/fonts/bootstrap-icons.woff",
     ),
+    # The overview's charts (UMD build: one file, no module loader).
+    ("chart.js/dist/chart.umd.min.js", "chartjs/chart.umd.min.js"),
+    ("chart.js/dist/chart.umd.min.js.map", "chartjs/chart.umd.min.js.map"),
 ]
 
 

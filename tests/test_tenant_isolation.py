@@ -80,8 +80,11 @@ def acme_ids(alice, bob):
         role=Role.VIEWER,
         base_url="http://testserver",
     )
+    from tests.observability.factories import request_log_for
+
     return {
         "org_id": alice.org.id,
+        "generation_id": request_log_for(alice.org).generation_id,
         "key_id": key.id,
         "membership_id": bob.membership.id,
         "invitation_id": invitation.id,

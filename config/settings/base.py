@@ -318,3 +318,24 @@ CELERY_BEAT_SCHEDULE["billing-release-expired-holds"] = {
     "task": "billing.tasks.release_expired_holds",
     "schedule": 60.0,
 }
+
+# Observability: request logs, rollups and the live dashboard (observability.writer).
+# The request path buffers finished generations in memory for at most this long before a
+# background thread pushes them to the durable queue (Redis stream, or a database table).
+OBSERVABILITY_BUFFER_FLUSH_SECONDS = env.float("LLMAPI_OBS_BUFFER_FLUSH_SECONDS", default=0.2)
+# Records per batch written in one transaction, and batches per flush run.
+OBSERVABILITY_FLUSH_BATCH = env.int("LLMAPI_OBS_FLUSH_BATCH", default=500)
+OBSERVABILITY_FLUSH_MAX_BATCHES = env.int("LLMAPI_OBS_FLUSH_MAX_BATCHES", default=100)
+# Without Redis the web process writes its own logs (the in-memory channel layer only reaches
+# its own consumers); with Redis, Celery workers do and send through channels_redis.
+OBSERVABILITY_WRITE_IN_PROCESS = env.bool("LLMAPI_OBS_WRITE_IN_PROCESS", default=not REDIS_URL)
+OBSERVABILITY_STREAM = env("LLMAPI_OBS_STREAM", default="llmapi:obs:logs")
+# A stream entry taken but not acknowledged this long ago (its worker died) is taken over.
+OBSERVABILITY_QUEUE_CLAIM_SECONDS = env.float("LLMAPI_OBS_QUEUE_CLAIM_SECONDS", default=30.0)
+# Embedded default: the periodic task writes only queue rows older than this (left behind).
+OBSERVABILITY_QUEUE_STALE_SECONDS = env.float("LLMAPI_OBS_QUEUE_STALE_SECONDS", default=10.0)
+OBSERVABILITY_LIVE_UPDATES = True
+CELERY_BEAT_SCHEDULE["observability-flush-request-logs"] = {
+    "task": "observability.tasks.flush_request_logs",
+    "schedule": 2.0,
+}

@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 KEY_RE = re.compile(r"llmapi_[0-9A-Za-z]{36}")
 
 
-def test_sign_up_verify_and_create_a_key(page, live_server):
-    base = live_server.url
+def test_sign_up_verify_and_create_a_key(page, asgi_server):
+    base = asgi_server.url
     page.goto(f"{base}/")
     page.get_by_role("link", name=re.compile("sign up|get an api key", re.I)).first.click()
 

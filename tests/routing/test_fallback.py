@@ -79,7 +79,7 @@ def test_stream_cut_midway_ends_with_an_error_chunk(gateway, sim, generation_eve
     assert generation_events[-1].usage.completion_tokens >= 3
 
 
-def test_every_provider_failing_gives_502_with_each_attempt(openai_client, sim):
+def test_every_provider_failing_gives_502_with_each_attempt(openai_client, sim, generation_events):
     for slug in BY_PRICE:
         sim.set(slug, error_rate=1, error_kind="500")
     with pytest.raises(openai.InternalServerError) as excinfo:
@@ -90,6 +90,11 @@ def test_every_provider_failing_gives_502_with_each_attempt(openai_client, sim):
     attempts = error["metadata"]["attempts"]
     assert [a["provider"] for a in attempts] == BY_PRICE
     assert all(a["outcome"] == "overloaded" and a["status"] == 500 for a in attempts)
+    # The failure is recorded too (logs, error rates, uptime), at no cost.
+    failure = generation_events[-1]
+    assert failure.error == "overloaded"
+    assert failure.cost_nanousd == 0
+    assert len(failure.attempts) == 4
 
 
 def test_a_bad_request_is_not_retried_elsewhere(gateway, sim):

@@ -1,0 +1,56 @@
+"""The live overview's WebSocket: /ws/orgs/<org_id>/live/.
+
+Only a logged-in member of the organization gets in (anyone else is refused with close code
+4403 before the handshake completes). On joining, the member gets the current figures, then one
+message per written batch of the organization's requests (observability.live).
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from accounts.selectors import membership_find
+from observability import live
+from observability.selectors import overview_figures
+
+CLOSE_FORBIDDEN = 4403
+
+
+def _member_org_id(user, organization_id) -> str | None:
+    membership = membership_find(user=user, organization_id=organization_id)
+    return str(membership.organization_id) if membership is not None else None
+
+
+def _figures(organization_id: str) -> dict:
+    return overview_figures(organization_id=organization_id)
+
+
+class LiveOverviewConsumer(AsyncJsonWebsocketConsumer):
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        org_id = self.scope["url_route"]["kwargs"]["org_id"]
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        organization_id = await database_sync_to_async(_member_org_id)(user, org_id)
+        if organization_id is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = live.group_for(organization_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        figures = await database_sync_to_async(_figures)(organization_id)
+        await self.send_json({"type": "snapshot", "figures": figures})
+
+    async def disconnect(self, code) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        """The stream is one-way; whatever the page sends is ignored."""
+
+    async def overview_update(self, event) -> None:
+        await self.send_json({"type": "update", **event["data"]})

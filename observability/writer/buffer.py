@@ -1,0 +1,165 @@
+"""The request path's side of the log writer.
+
+The events sink (called synchronously inside the event loop when a generation ends) only
+encodes the event and appends it to this process's buffer: no I/O. A background thread moves
+the buffer to the durable queue (observability.writer.queue) every
+OBSERVABILITY_BUFFER_FLUSH_SECONDS (~200 ms), so an answered request sits in memory at most that
+long; the buffer is also pushed at shutdown (atexit and the ASGI lifespan hook). After a push,
+either this process writes the queue into log rows itself (the embedded default: its channel
+layer lives in this process, so the live dashboard has to be fed from here), or it asks a
+Celery worker to (OBSERVABILITY_WRITE_IN_PROCESS off, the Redis setup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from observability import live
+from observability.writer.queue import get_log_queue
+from observability.writer.records import encode
+from routing.events import GenerationEvent
+
+logger = logging.getLogger(__name__)
+
+# Whether the gateway hands bodies over at all; if not, nobody asks who opted in.
+_EVENTS_CARRY_BODIES = any(f.name == "request_body" for f in dataclasses.fields(GenerationEvent))
+_BODY_ORGS_REFRESH_SECONDS = 30.0
+
+
+class LogBuffer:
+    def __init__(self) -> None:
+        self._items: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._push_lock = threading.Lock()
+        self._cycle_lock = threading.Lock()
+        # The server's event loop, where the live consumers of the embedded default live.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._body_orgs: dict[str, int] = {}
+        self._body_orgs_at = 0.0
+
+    # -- the request path --------------------------------------------------------------------
+
+    def sink(self, event: GenerationEvent) -> None:
+        self._items.append(encode(event, body_limit=self._body_orgs.get(event.organization_id, 0)))
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        self._wake.set()
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # -- the background thread ---------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="observability-log-buffer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(settings.OBSERVABILITY_BUFFER_FLUSH_SECONDS)  # let a batch gather
+            self._wake.clear()
+            try:
+                with self._cycle_lock:
+                    self._cycle()
+            except Exception:  # the records stay buffered or queued: try again shortly
+                logger.exception("request log flush failed")
+                time.sleep(1.0)
+                self._wake.set()
+            finally:
+                close_old_connections()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Hold the background thread off (for tests that drive the writer themselves)."""
+        with self._cycle_lock:
+            yield
+
+    def _cycle(self) -> None:
+        live.use_loop(self.loop)
+        if self.push():
+            self.after_push()
+        if _EVENTS_CARRY_BODIES:
+            self._refresh_body_orgs()
+
+    def after_push(self) -> None:
+        from observability.services import request_logs_flush
+
+        if settings.OBSERVABILITY_WRITE_IN_PROCESS:
+            request_logs_flush()
+        else:
+            from observability.tasks import flush_request_logs
+
+            flush_request_logs.delay()
+
+    def push(self) -> int:
+        """Move everything buffered to the durable queue. Returns how many records moved."""
+        moved = 0
+        with self._push_lock:
+            batch_size = settings.OBSERVABILITY_FLUSH_BATCH
+            while self._items:
+                batch = []
+                while self._items and len(batch) < batch_size:
+                    batch.append(self._items.popleft())
+                try:
+                    get_log_queue().push(batch)
+                except Exception:
+                    self._items.extendleft(reversed(batch))
+                    raise
+                moved += len(batch)
+        return moved
+
+    def _refresh_body_orgs(self) -> None:
+        if time.monotonic() - self._body_orgs_at < _BODY_ORGS_REFRESH_SECONDS:
+            return
+        from observability.selectors import log_settings_body_orgs
+
+        self._body_orgs = log_settings_body_orgs()
+        self._body_orgs_at = time.monotonic()
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Push what is buffered (and write it, in the embedded default) before the process
+        ends. Never raises: at exit the database may already be gone."""
+        if not self._items:
+            return
+        started = time.monotonic()
+        try:
+            count = self.push()
+            if settings.OBSERVABILITY_WRITE_IN_PROCESS:
+                from observability.services import request_logs_flush
+
+                live.use_loop(None)
+                request_logs_flush()
+            logger.info(
+                "pushed %d buffered request logs at shutdown in %.3f s",
+                count,
+                time.monotonic() - started,
+            )
+        except Exception:
+            logger.warning("could not push buffered request logs at shutdown", exc_info=True)
+        finally:
+            close_old_connections()
+
+
+log_buffer = LogBuffer()
