@@ -50,5 +50,9 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The gateway against a direct call and LiteLLM Proxy (bench/README.md); not a test. ~6 minutes.
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) node_modules static/vendor staticfiles var

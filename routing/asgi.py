@@ -5,7 +5,8 @@ request_started signal through `sync_to_async`: about a dozen thread hops per re
 profiling showed to be most of the gateway's CPU. The API needs none of that middleware (no
 sessions, cookies, CSRF, messages or pages), so /v1 requests skip it; URL resolution, views,
 DRF and exception handling are Django's as usual. Code on this path that touches the database
-does so through `config.db.run_db`, which does the connection housekeeping the signals would.
+does so through `config.db.run_db` (or at least on asgiref's one shared thread, see __call__),
+which does the connection housekeeping the signals would.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ API_PREFIX = "/v1/"
 
 
 class GatewayASGIHandler(ASGIHandler):
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"the API handler serves HTTP, not {scope['type']}")
+        # No per-request ThreadSensitiveContext: sync code (the rare cache-miss queries) runs
+        # on asgiref's one shared thread, whose database connection lives on, instead of on a
+        # new thread per request whose connection would never go back to the pool.
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
         self._template_response_middleware = []
