@@ -220,7 +220,7 @@ def prepare_database(args, env: dict) -> None:
         conn.execute(f'CREATE DATABASE "{args.database}"')
     redis.Redis.from_url(args.redis_url).flushdb()
     log(f"database {args.database} created, {args.redis_url} flushed; migrating")
-    for attempt in (1, 2, 3):  # other people's test runs may kill connections now and then
+    for attempt in (1, 2, 3):  # other work on the machine may drop connections now and then
         try:
             run([str(PY), "manage.py", "migrate", "--noinput"], env, what="migrate")
             break
@@ -818,7 +818,7 @@ def main(argv=None) -> int:
                 for mode in modes:
                     run_cell(targets[name], mode == "stream", 16, args.target_warmup, 0)
         # Cell-major order (every target back to back at the same mode and concurrency), so a
-        # burst of someone else's load on a shared machine hits the compared rows alike. With
+        # burst of other load on the machine hits the compared rows alike. With
         # --repeat, whole rounds repeat and each cell keeps its best-throughput round.
         best: dict[tuple[str, str, int], dict] = {}
         for round_no in range(1, args.repeat + 1):
@@ -939,7 +939,7 @@ def render_markdown(report: dict, names: dict[str, str]) -> str:
         "Added = target minus the direct call at the same mode and concurrency (the hero row "
         "against the direct Gemini-wire call). Server CPU = the target's process tree "
         "(for direct rows: the simulator's). Other load on its core = what else kept the "
-        "server's core busy during the cell (other people's work on a shared machine; "
+        "server's core busy during the cell (other work on the machine; "
         "~0 when quiet): a cell with much of it measured a server that had only part of a core.",
         "",
         f"Gateway: {s['gateway']}. LiteLLM: {s['litellm']}.",
