@@ -35,6 +35,18 @@ class EndpointHealth:
     rate_limited_until: float = 0.0
     probing: bool = False
     consecutive_failures: int = 0
+    # (p50 ttft, p50 tokens/s), recomputed only after a new outcome: the router reads it for
+    # every candidate of every request.
+    _medians: tuple[float | None, float | None] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self._medians = None
+
+    def medians(self) -> tuple[float | None, float | None]:
+        if self._medians is None:
+            self._medians = (self.p50_ttft_ms(), self.p50_tps())
+        return self._medians
 
     def _window(self, now: float) -> list[Outcome]:
         horizon = now - settings.ROUTING_HEALTH_WINDOW_SECONDS
@@ -62,6 +74,11 @@ class HealthBook:
         if health is None:
             health = self._by_key[key] = EndpointHealth()
         return health
+
+    def medians(self, key: str) -> tuple[float | None, float | None]:
+        """(p50 time to first token ms, p50 tokens/s) measured for an endpoint, if any."""
+        health = self._by_key.get(key)
+        return health.medians() if health is not None else (None, None)
 
     def reset(self) -> None:
         self._by_key.clear()
@@ -96,7 +113,7 @@ class HealthBook:
         self, key: str, *, ttft_ms: float | None = None, tokens_per_second: float | None = None
     ) -> None:
         health = self.get(key)
-        health.outcomes.append(Outcome(time.monotonic(), True, ttft_ms, tokens_per_second))
+        health.add(Outcome(time.monotonic(), True, ttft_ms, tokens_per_second))
         health.consecutive_failures = 0
         if health.state != CLOSED:
             health.state = CLOSED
@@ -111,7 +128,7 @@ class HealthBook:
     def record_failure(self, key: str) -> None:
         now = time.monotonic()
         health = self.get(key)
-        health.outcomes.append(Outcome(now, False))
+        health.add(Outcome(now, False))
         health.consecutive_failures += 1
         if health.state == HALF_OPEN:
             self._open(health, now)

@@ -51,12 +51,12 @@ class Preferences:
 
 
 def _latency_ms(endpoint: EndpointSnap, health: HealthBook) -> float:
-    measured = health.get(endpoint.key).p50_ttft_ms() if endpoint.key in health._by_key else None
+    measured = health.medians(endpoint.key)[0]
     return measured if measured is not None else float(endpoint.nominal_latency_ms)
 
 
 def _throughput(endpoint: EndpointSnap, health: HealthBook) -> float:
-    measured = health.get(endpoint.key).p50_tps() if endpoint.key in health._by_key else None
+    measured = health.medians(endpoint.key)[1]
     return measured if measured is not None else float(endpoint.nominal_throughput_tps)
 
 
