@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts import keyformat
 from accounts.models import APIKey
 from config.db import tidy_connections
+from config.localcache import LocalTTLCache
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class KeyCache:
         shared_ttl: int | None = None,
     ) -> None:
         self._shared = shared
-        self._local: dict[str, tuple[float, object]] = {}
+        self._local = LocalTTLCache()
         self._local_ttl = local_ttl
         self._shared_ttl = shared_ttl
 
@@ -138,19 +139,10 @@ class KeyCache:
         return f"apikey:{hashed}"
 
     def _local_get(self, hashed: str) -> object:
-        hit = self._local.get(hashed)
-        if hit is None:
-            return _MISS
-        expires, value = hit
-        if expires < time.monotonic():
-            self._local.pop(hashed, None)
-            return _MISS
-        return value
+        return self._local.get(hashed, _MISS)
 
     def _local_put(self, hashed: str, value: object) -> None:
-        if len(self._local) > 50_000:  # bound memory against a flood of made-up keys
-            self._local.clear()
-        self._local[hashed] = (time.monotonic() + self.local_ttl, value)
+        self._local.put(hashed, value, self.local_ttl)
 
     def get(self, hashed: str) -> object:
         value = self._local_get(hashed)
@@ -179,7 +171,7 @@ class KeyCache:
     def replace(self, hashed: str, value: AuthenticatedKey) -> None:
         """After a revoke or an edit: overwrite what every process will read next."""
         self.shared.set(self.cache_key(hashed), value, self.shared_ttl)
-        self._local.pop(hashed, None)
+        self._local.pop(hashed)
 
     def clear_local(self) -> None:
         self._local.clear()

@@ -8,7 +8,6 @@ process sees a change within POLICY_LOCAL_TTL.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from django.core.cache import cache
 
 from accounts.models import Organization
 from config.db import run_db
+from config.localcache import LocalTTLCache
 from routing.models import Provider, RoutingPolicy, RoutingStrategy
 
 POLICY_LOCAL_TTL = 5.0  # seconds a process trusts its own copy
@@ -58,26 +58,17 @@ class PolicyCache:
     """A per-process dict with a short life over the shared Django cache (Redis in production)."""
 
     def __init__(self) -> None:
-        self._local: dict[str, tuple[float, OrgRoutingDefaults]] = {}
+        self._local = LocalTTLCache(max_entries=_LOCAL_MAX)
 
     @staticmethod
     def cache_key(organization_id: uuid.UUID | str) -> str:
         return f"routing:policy:v1:{organization_id}"
 
     def _local_get(self, org: str) -> OrgRoutingDefaults | None:
-        hit = self._local.get(org)
-        if hit is None:
-            return None
-        expires, value = hit
-        if expires < time.monotonic():
-            self._local.pop(org, None)
-            return None
-        return value
+        return self._local.get(org)
 
     def _local_put(self, org: str, value: OrgRoutingDefaults) -> None:
-        if len(self._local) > _LOCAL_MAX:
-            self._local.clear()
-        self._local[org] = (time.monotonic() + POLICY_LOCAL_TTL, value)
+        self._local.put(org, value, POLICY_LOCAL_TTL)
 
     def get(self, organization_id: uuid.UUID | str) -> OrgRoutingDefaults:
         org = str(organization_id)

@@ -10,7 +10,6 @@ put the old value back.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import BaseCache, cache
+
+from config.localcache import LocalTTLCache
 
 _MISS = object()
 _flights: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future] = {}
@@ -87,7 +88,7 @@ class OrgSnapshotCache:
         shared_ttl: int | None = None,
     ) -> None:
         self._shared = shared
-        self._local: dict[str, tuple[float, OrgBillingSnapshot]] = {}
+        self._local = LocalTTLCache()
         self._local_ttl = local_ttl
         self._shared_ttl = shared_ttl
 
@@ -112,19 +113,10 @@ class OrgSnapshotCache:
         return f"billing:snapshot:{organization_id}"
 
     def _local_get(self, organization_id: str) -> OrgBillingSnapshot | None:
-        hit = self._local.get(organization_id)
-        if hit is None:
-            return None
-        expires, snapshot = hit
-        if expires < time.monotonic():
-            self._local.pop(organization_id, None)
-            return None
-        return snapshot
+        return self._local.get(organization_id)
 
     def _local_put(self, snapshot: OrgBillingSnapshot) -> None:
-        if len(self._local) > 50_000:
-            self._local.clear()
-        self._local[snapshot.organization_id] = (time.monotonic() + self.local_ttl, snapshot)
+        self._local.put(snapshot.organization_id, snapshot, self.local_ttl)
 
     async def aget(self, organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
         organization_id = str(organization_id)
@@ -167,7 +159,7 @@ class OrgSnapshotCache:
         self.shared.set(
             self.cache_key(snapshot.organization_id), snapshot.as_tuple(), self.shared_ttl
         )
-        self._local.pop(snapshot.organization_id, None)
+        self._local.pop(snapshot.organization_id)
 
     def clear_local(self) -> None:
         self._local.clear()

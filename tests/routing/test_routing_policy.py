@@ -259,7 +259,9 @@ def test_policies_are_per_organization(alice, charlie, catalog_loaded):
 def test_a_local_copy_lives_only_a_few_seconds(alice, monkeypatch):
     assert selectors.POLICY_LOCAL_TTL <= 5
     clock = [1000.0]
-    monkeypatch.setattr(selectors.time, "monotonic", lambda: clock[0])
+    from config import localcache
+
+    monkeypatch.setattr(localcache.time, "monotonic", lambda: clock[0])
     routing_defaults_get(organization_id=alice.org.id)
     assert str(alice.org.id) in policy_cache._local
     clock[0] += selectors.POLICY_LOCAL_TTL + 0.1
