@@ -41,7 +41,9 @@ if REDIS_URL:  # noqa: F405
     from urllib.parse import urlsplit, urlunsplit
 
     worker = env("PYTEST_XDIST_WORKER", default="gw0")
-    db_index = 1 + int(worker.removeprefix("gw") or 0) % 15
+    # TEST_REDIS_DB_BASE lets several suites share one Redis server side by side.
+    db_base = env.int("TEST_REDIS_DB_BASE", default=1)
+    db_index = 1 + (db_base - 1 + int(worker.removeprefix("gw") or 0)) % 15
     REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{db_index}"))  # noqa: F405
     CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
     CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]  # noqa: F405
