@@ -144,3 +144,92 @@ CHAT_EXAMPLE = OpenApiExample(
     },
     request_only=True,
 )
+
+
+# --- Tasks --------------------------------------------------------------------------------
+
+
+class TaskRouting(serializers.Serializer):
+    model = serializers.CharField(
+        required=False, help_text="Use this model instead of the task's cheapest capable one."
+    )
+    models = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Fallback models, in order."
+    )
+    provider = ProviderPreferences(required=False)
+
+
+class SummarizeTaskRequest(TaskRouting):
+    text = serializers.CharField()
+    max_words = serializers.IntegerField(min_value=1, required=False)
+    style = serializers.ChoiceField(["paragraph", "bullets"], required=False)
+
+
+class TranslateTaskRequest(TaskRouting):
+    text = serializers.CharField()
+    target_language = serializers.CharField()
+    source_language = serializers.CharField(required=False, help_text="Detected when omitted.")
+
+
+class ExtractTaskRequest(TaskRouting):
+    text = serializers.CharField()
+    schema = serializers.JSONField(help_text="A JSON Schema the extracted value must match.")
+    instructions = serializers.CharField(required=False)
+
+
+class ClassifyTaskRequest(TaskRouting):
+    text = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField(), min_length=2, max_length=50)
+    multi_label = serializers.BooleanField(required=False, default=False)
+
+
+class OcrTaskRequest(TaskRouting):
+    image_url = serializers.CharField(help_text="An https URL or a data: URL (png/jpeg/webp/gif).")
+
+
+class SummarizeOutput(serializers.Serializer):
+    summary = serializers.CharField()
+
+
+class TranslateOutput(serializers.Serializer):
+    translation = serializers.CharField()
+    source_language = serializers.CharField()
+    target_language = serializers.CharField()
+
+
+class ExtractOutput(serializers.Serializer):
+    data = serializers.JSONField(help_text="Valid against the request's schema.")
+
+
+class ClassifyOutput(serializers.Serializer):
+    labels = serializers.ListField(child=serializers.CharField())
+    label = serializers.CharField(help_text="The first (or only) label.")
+
+
+class OcrOutput(serializers.Serializer):
+    text = serializers.CharField()
+
+
+class TaskUsage(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=9, help_text="USD, every call.")
+    calls = serializers.IntegerField(help_text="2 when an invalid answer was retried.")
+
+
+def task_response(task: str, output) -> serializers.Serializer:
+    return inline_serializer(
+        f"{task.capitalize()}TaskResponse",
+        {
+            "id": serializers.CharField(),
+            "object": serializers.CharField(),
+            "task": serializers.CharField(),
+            "created": serializers.IntegerField(),
+            "model": serializers.CharField(),
+            "provider": serializers.CharField(),
+            "output": output(),
+            "usage": TaskUsage(),
+            "generation_ids": serializers.ListField(child=serializers.CharField()),
+        },
+    )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing.api import views
+from routing.api import tasks, views
 
 urlpatterns = [
     path("chat/completions", views.ChatCompletionsApi.as_view(), name="v1_chat_completions"),
@@ -10,4 +10,9 @@ urlpatterns = [
     path("models", views.ModelListApi.as_view(), name="v1_models"),
     path("models/<path:model_id>", views.ModelDetailApi.as_view(), name="v1_model"),
     path("key", views.KeyInfoApi.as_view(), name="v1_key"),
+    path("tasks/summarize", tasks.SummarizeTaskApi.as_view(), name="v1_task_summarize"),
+    path("tasks/translate", tasks.TranslateTaskApi.as_view(), name="v1_task_translate"),
+    path("tasks/extract", tasks.ExtractTaskApi.as_view(), name="v1_task_extract"),
+    path("tasks/classify", tasks.ClassifyTaskApi.as_view(), name="v1_task_classify"),
+    path("tasks/ocr", tasks.OcrTaskApi.as_view(), name="v1_task_ocr"),
 ]

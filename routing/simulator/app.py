@@ -21,7 +21,7 @@ from aiohttp import web
 
 from . import anthropic, faults, gemini, openai
 from .faults import SHUTDOWN_KEY
-from .generation import BadRequest, ChatRequest, Usage, generate, warm_up
+from .generation import BadRequest, ChatRequest, Output, Usage, generate, json_pieces, warm_up
 from .state import ProfileError, Provider, Registry
 from .streaming import json_response, send, wait_latency
 
@@ -43,6 +43,7 @@ def make_app(profiles: Mapping[str, Mapping[str, Any]] | None = None) -> web.App
     r.add_get("/_sim/providers/{slug}", provider_get)
     r.add_put("/_sim/providers/{slug}", provider_update)
     r.add_patch("/_sim/providers/{slug}", provider_update)
+    r.add_post("/_sim/providers/{slug}/replies", provider_replies)
     r.add_post("/_sim/reset", reset)
     r.add_get("/_sim/stats", stats)
 
@@ -111,7 +112,10 @@ async def _chat(
 
     registry = request.app[REGISTRY_KEY]
     cached = registry.cached_tokens(provider.slug, chat.cache_keys, chat.prompt_tokens)
-    output = generate(chat, output_tokens=profile.output_tokens)
+    if provider.replies:
+        output = Output(json_pieces(provider.replies.popleft()), "stop", seed=chat.seed)
+    else:
+        output = generate(chat, output_tokens=profile.output_tokens)
     usage = Usage(chat.prompt_tokens, cached, output.completion_tokens, output.reasoning_tokens)
     stats.prompt_tokens += usage.prompt_tokens
     stats.cached_tokens += cached
@@ -289,6 +293,20 @@ async def provider_update(request: web.Request) -> web.Response:
         provider.update(changes)
     except ProfileError as exc:
         return _json({"error": str(exc)}, 400)
+    return _json(provider.as_dict())
+
+
+async def provider_replies(request: web.Request) -> web.Response:
+    """Queue scripted answers: {"replies": ["text", ...]} (appended; reset clears them)."""
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        body = None
+    replies = body.get("replies") if isinstance(body, dict) else None
+    if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+        return _json({"error": 'the body must be {"replies": ["text", ...]}'}, 400)
+    provider = request.app[REGISTRY_KEY].get(request.match_info["slug"])
+    provider.replies.extend(replies)
     return _json(provider.as_dict())
 
 

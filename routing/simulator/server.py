@@ -169,6 +169,12 @@ class SimulatorServer:
         response.raise_for_status()
         return response.json()
 
+    def script(self, slug: str, *replies: str) -> dict[str, Any]:
+        """Queue exact answers for the provider's next chat requests, in order."""
+        response = self.client.post(f"/providers/{slug}/replies", json={"replies": list(replies)})
+        response.raise_for_status()
+        return response.json()
+
     def get(self, slug: str) -> dict[str, Any]:
         response = self.client.get(f"/providers/{slug}")
         response.raise_for_status()

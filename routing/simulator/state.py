@@ -7,6 +7,7 @@ from the catalog's `simulated` block and change at run time through the control 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from fractions import Fraction
@@ -92,13 +93,16 @@ class Stats:
 
 
 class Provider:
-    __slots__ = ("slug", "wire", "defaults", "profile", "stats", "_rate", "_fault_seq")
+    __slots__ = ("slug", "wire", "defaults", "profile", "stats", "replies", "_rate", "_fault_seq")
 
     def __init__(self, slug: str, wire: str | None, defaults: Profile) -> None:
         self.slug = slug
         self.wire = wire
         self.defaults = defaults
         self.stats = Stats()
+        # Scripted answers: the next chat requests answer these texts, in order, instead of
+        # the generated text (a test's way to get an exact or a deliberately invalid answer).
+        self.replies: deque[str] = deque()
         self.set_profile(defaults)
 
     def set_profile(self, profile: Profile) -> None:
@@ -127,6 +131,7 @@ class Provider:
 
     def reset(self) -> None:
         self.stats = Stats()
+        self.replies.clear()
         self.set_profile(self.defaults)
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,6 +139,7 @@ class Provider:
             "slug": self.slug,
             "wire": self.wire,
             **self.profile.as_dict(),
+            "scripted_replies": len(self.replies),
             "stats": self.stats.as_dict(),
         }
 

@@ -990,3 +990,21 @@ def test_run_simulator_serves_the_same_answers_in_its_own_process(sim, http):
         process.terminate()
         process.wait(10)
         process.stdout.close()
+
+
+def test_scripted_replies_answer_in_order_then_generation_resumes(sim, http):
+    out = io.StringIO()
+    call_command("simulator", "script", "openai", '{"a": 1}', "second answer", stdout=out)
+    assert json.loads(out.getvalue())["scripted_replies"] == 2
+    first = openai_chat(http, sim, {"messages": user("hello there")}).json()
+    assert first["choices"][0]["message"]["content"] == '{"a": 1}'
+    second = openai_chat(http, sim, {"messages": user("hello there")}).json()
+    assert second["choices"][0]["message"]["content"] == "second answer"
+    assert second["usage"]["completion_tokens"] > 0
+    third = openai_chat(http, sim, {"messages": user("hello there")}).json()
+    assert len(third["choices"][0]["message"]["content"].split()) == 16
+    sim.script("openai", "left over")
+    sim.reset()
+    assert sim.get("openai")["scripted_replies"] == 0
+    bad = http.post(f"{sim.url}/_sim/providers/openai/replies", json={"replies": "x"})
+    assert bad.status_code == 400

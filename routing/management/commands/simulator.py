@@ -51,6 +51,11 @@ class Command(BaseCommand):
         show = actions.add_parser("show", help="Show one provider, or all of them.")
         show.add_argument("slug", nargs="?")
         actions.add_parser("reset", help="All providers back to their defaults, counters zeroed.")
+        script = actions.add_parser(
+            "script", help="Queue exact answers for a provider's next chat requests, in order."
+        )
+        script.add_argument("slug")
+        script.add_argument("replies", nargs="+", help="One answer text per request.")
 
     def handle(self, *args: Any, url: str, action: str, **options: Any) -> None:
         url = url.rstrip("/")
@@ -63,6 +68,12 @@ class Command(BaseCommand):
             if not changes:
                 raise CommandError("Nothing to set: give at least one option (see --help).")
             result = self._call("PATCH", f"{url}/_sim/providers/{options['slug']}", changes)
+        elif action == "script":
+            result = self._call(
+                "POST",
+                f"{url}/_sim/providers/{options['slug']}/replies",
+                {"replies": options["replies"]},
+            )
         elif action == "show":
             slug = options.get("slug")
             path = f"/_sim/providers/{slug}" if slug else "/_sim/providers"
