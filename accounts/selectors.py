@@ -18,6 +18,7 @@ __all__ = [
     "KeyRejected",
     "api_key_authenticate",
     "api_key_authenticate_async",
+    "api_key_authenticated_by_id",
     "api_key_get",
     "api_key_list",
     "audit_log_list",
@@ -40,6 +41,18 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
 
 async def api_key_authenticate_async(*, raw_key: str) -> AuthenticatedKey:
     return await aauthenticate(raw_key)
+
+
+def api_key_authenticated_by_id(*, key_id: uuid.UUID | str) -> AuthenticatedKey:
+    """A stored key as the gateway sees it, for work done later on the caller's behalf (a
+    batch's items); KeyRejected when it is gone, revoked or expired."""
+    key = APIKey.objects.select_related("organization").filter(id=key_id).first()
+    if key is None:
+        raise KeyRejected("This API key no longer exists.")
+    authenticated = AuthenticatedKey.from_instance(key)
+    if authenticated.revoked:
+        raise KeyRejected("This API key has been revoked.")
+    return authenticated
 
 
 def organization_list_for_user(*, user: User) -> QuerySet[Organization]:

@@ -44,6 +44,11 @@ def usd_fragment(nano: int) -> orjson.Fragment:
     return orjson.Fragment(format(nano_to_usd(nano), "f"))
 
 
+def fragment_nanousd(cost: orjson.Fragment) -> int:
+    """A cost written by usd_fragment, read back exactly (never through a float)."""
+    return int(Decimal(orjson.dumps(cost).decode()) * 1_000_000_000)
+
+
 def usage_json(usage: Usage, cost_nano: int) -> dict[str, Any]:
     data = usage.to_openai()
     data["cost"] = usd_fragment(cost_nano)
@@ -62,6 +67,11 @@ class Admission:
     received_at: float = field(default_factory=time.time)
     held_nanousd: int = 0
     settled: bool = False
+    # Batches run at a discount: the settled cost is the list price less this share.
+    discount_percent: int = 0
+
+    def charge(self, cost: int) -> int:
+        return cost * (100 - self.discount_percent) // 100 if self.discount_percent else cost
 
 
 def resolve_models(snapshot: CatalogSnapshot, names: tuple[str, ...], *, embeddings: bool) -> list:
@@ -329,7 +339,7 @@ def failed(error: Exception, admission: Admission) -> GatewayError:
 def shape_completion(
     admission: Admission, endpoint: EndpointSnap, body: dict[str, Any], usage: Usage
 ) -> tuple[dict[str, Any], int]:
-    cost = cost_nanousd(endpoint, usage)
+    cost = admission.charge(cost_nanousd(endpoint, usage))
     body["id"] = admission.generation_id
     body["object"] = "chat.completion"
     body["created"] = int(admission.received_at)
@@ -530,7 +540,9 @@ def _delivered_usage(admission: Admission, tracker, reported: Usage | None) -> U
 # Embeddings ----------------------------------------------------------------------------------
 
 
-async def embed(key: AuthenticatedKey, model_name: str, inputs: list, body: dict) -> tuple:
+async def embed(
+    key: AuthenticatedKey, model_name: str, inputs: list, body: dict, *, discount_percent: int = 0
+) -> tuple:
     snapshot = await catalog.aget()
     models = resolve_models(snapshot, (model_name,), embeddings=True)
     check_key_allows(key, models)
@@ -548,6 +560,7 @@ async def embed(key: AuthenticatedKey, model_name: str, inputs: list, body: dict
         prompt_tokens=tokens,
         max_tokens=0,
         headers=headers,
+        discount_percent=discount_percent,
     )
     await hold(admission)
     upstream = {k: v for k, v in body.items() if k not in ("provider", "models")}
@@ -566,7 +579,7 @@ async def embed(key: AuthenticatedKey, model_name: str, inputs: list, body: dict
     except BaseException:
         await settle(admission, 0, reached_provider=False)
         raise
-    cost = cost_nanousd(endpoint, usage)
+    cost = admission.charge(cost_nanousd(endpoint, usage))
     await settle(admission, cost)
     answer["object"] = "list"
     answer["id"] = admission.generation_id

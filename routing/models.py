@@ -141,3 +141,6 @@ class RoutingPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"routing policy of {self.organization_id}"
+
+
+from routing.batches.models import Batch, BatchFile, BatchItem  # noqa: E402,F401

@@ -6,6 +6,7 @@ A URL whose id this test doesn't know how to fill fails the test until it is tau
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -13,6 +14,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts import services
 from accounts.models import Role
+from routing.batches import files as batch_files
+from routing.batches import services as batch_services
 
 # Patterns that take parameters but are not tenant objects, with the reason.
 NOT_TENANT_SCOPED = {
@@ -82,7 +85,24 @@ def acme_ids(alice, bob):
     )
     from tests.observability.factories import request_log_for
 
+    upload = io.BytesIO(
+        b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", '
+        b'"body": {"model": "google/gemini-3.1-flash-lite", "messages": '
+        b'[{"role": "user", "content": "hi"}]}}\n'
+    )
+    stored = batch_files.file_create(
+        organization=alice.org, upload=upload, filename="in.jsonl", purpose="batch"
+    )
+    batch = batch_services.batch_create(
+        organization=alice.org,
+        key_id=key.id,
+        input_file=stored,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
     return {
+        "file_id": stored.id,
+        "batch_id": batch.id,
         "org_id": alice.org.id,
         "generation_id": request_log_for(alice.org).generation_id,
         "key_id": key.id,
@@ -100,6 +120,10 @@ def test_the_enumeration_finds_the_id_taking_urls():
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_another_tenant_gets_404_on_every_id_taking_url(acme_ids, charlie, client, method):
     client.force_login(charlie.user)
+    # The API's URLs answer API keys: charlie's own.
+    _, secret = services.api_key_create(
+        organization=charlie.org, created_by=charlie.user, name="charlie"
+    )
     checked = 0
     for route, name, params in id_taking_patterns():
         # Alice's ids throughout, and charlie's own organization with alice's object ids.
@@ -108,10 +132,13 @@ def test_another_tenant_gets_404_on_every_id_taking_url(acme_ids, charlie, clien
             attempts.append({**acme_ids, "org_id": charlie.org.id})
         for values in attempts:
             url = _fill(route, values)
-            response = getattr(client, method)(url)
+            headers = {"Authorization": f"Bearer {secret}"} if url.startswith("/v1/") else {}
+            response = getattr(client, method)(url, headers=headers)
             # A POST-only URL may turn a GET away before looking anything up: 405 for every
             # id alike tells nothing. A POST must always be 404.
-            allowed = (404, 405) if method == "get" else (404,)
+            # An API URL answers 405 to a method it has no handler for, whatever the id
+            # (tests/routing/batches checks each of its methods against another tenant).
+            allowed = (404, 405) if method == "get" or url.startswith("/v1/") else (404,)
             assert response.status_code in allowed, f"{method.upper()} {url} ({name})"
             assert b"Acme" not in response.content
             checked += 1

@@ -339,3 +339,23 @@ CELERY_BEAT_SCHEDULE["observability-flush-request-logs"] = {
     "task": "observability.tasks.flush_request_logs",
     "schedule": 2.0,
 }
+
+# Batches (routing.batches): OpenAI-compatible files and batches, run by Celery workers.
+BATCH_MAX_FILE_BYTES = env.int("LLMAPI_BATCH_MAX_FILE_BYTES", default=200 * 1024 * 1024)
+BATCH_MAX_LINES = env.int("LLMAPI_BATCH_MAX_LINES", default=1_000_000)
+BATCH_DISCOUNT_PERCENT = env.int("LLMAPI_BATCH_DISCOUNT_PERCENT", default=50)
+# Calls in flight for one batch runner, and for every batch in one worker process.
+BATCH_ORG_CONCURRENCY = env.int("LLMAPI_BATCH_ORG_CONCURRENCY", default=16)
+BATCH_GLOBAL_CONCURRENCY = env.int("LLMAPI_BATCH_GLOBAL_CONCURRENCY", default=64)
+BATCH_MAX_ATTEMPTS = env.int("LLMAPI_BATCH_MAX_ATTEMPTS", default=3)
+BATCH_RETRY_BASE_SECONDS = env.float("LLMAPI_BATCH_RETRY_BASE_SECONDS", default=2.0)
+BATCH_LEASE_SECONDS = env.float("LLMAPI_BATCH_LEASE_SECONDS", default=120.0)
+BATCH_CLAIM_SIZE = env.int("LLMAPI_BATCH_CLAIM_SIZE", default=64)
+# Start a batch on a worker as soon as it is created (tests start it themselves).
+BATCH_DISPATCH = env.bool("LLMAPI_BATCH_DISPATCH", default=True)
+# Where files live: a STORAGES alias (set STORAGES["batches"] to an S3-compatible backend).
+BATCH_STORAGE_ALIAS = env("LLMAPI_BATCH_STORAGE_ALIAS", default="default")
+CELERY_BEAT_SCHEDULE["batches-sweep"] = {
+    "task": "routing.batches.tasks.batch_sweep",
+    "schedule": 15.0,
+}

@@ -48,3 +48,7 @@ if REDIS_URL:  # noqa: F405
     CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
     CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]  # noqa: F405
     CELERY_BROKER_URL = REDIS_URL
+# Tests start batch runners themselves, to see them mid-run.
+BATCH_DISPATCH = False
+BATCH_RETRY_BASE_SECONDS = 0.01
+MEDIA_ROOT = BASE_DIR / "var" / f"test-media-{os.getpid()}"  # noqa: F405

@@ -233,3 +233,82 @@ def task_response(task: str, output) -> serializers.Serializer:
             "generation_ids": serializers.ListField(child=serializers.CharField()),
         },
     )
+
+
+# --- Files and batches --------------------------------------------------------------------
+
+
+class FileUpload(serializers.Serializer):
+    file = serializers.FileField(help_text="JSONL: one request per line.")
+    purpose = serializers.ChoiceField(["batch"])
+
+
+class FileObject(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    bytes = serializers.IntegerField()
+    created_at = serializers.IntegerField()
+    filename = serializers.CharField()
+    purpose = serializers.CharField()
+    status = serializers.CharField()
+
+
+FileList = inline_serializer(
+    "FileList",
+    {
+        "object": serializers.CharField(),
+        "data": FileObject(many=True),
+        "has_more": serializers.BooleanField(),
+    },
+)
+
+Deleted = inline_serializer(
+    "Deleted",
+    {
+        "id": serializers.CharField(),
+        "object": serializers.CharField(),
+        "deleted": serializers.BooleanField(),
+    },
+)
+
+
+class BatchCreate(serializers.Serializer):
+    input_file_id = serializers.CharField()
+    endpoint = serializers.ChoiceField(["/v1/chat/completions", "/v1/embeddings"])
+    completion_window = serializers.ChoiceField(["24h"])
+    metadata = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class RequestCounts(serializers.Serializer):
+    total = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class BatchObject(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    endpoint = serializers.CharField()
+    input_file_id = serializers.CharField()
+    completion_window = serializers.CharField()
+    status = serializers.CharField()
+    output_file_id = serializers.CharField(allow_null=True)
+    error_file_id = serializers.CharField(allow_null=True)
+    created_at = serializers.IntegerField()
+    expires_at = serializers.IntegerField()
+    request_counts = RequestCounts()
+    metadata = serializers.JSONField(allow_null=True)
+    cost = serializers.DecimalField(max_digits=20, decimal_places=9, help_text="USD so far.")
+    paused_reason = serializers.CharField(allow_null=True)
+
+
+BatchList = inline_serializer(
+    "BatchList",
+    {
+        "object": serializers.CharField(),
+        "data": BatchObject(many=True),
+        "first_id": serializers.CharField(allow_null=True),
+        "last_id": serializers.CharField(allow_null=True),
+        "has_more": serializers.BooleanField(),
+    },
+)

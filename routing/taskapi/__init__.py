@@ -312,7 +312,7 @@ def prepare(task: str, body: dict) -> Prepared:
                     "content": "Classify the user's text. Choose "
                     + ("one or more labels" if multi else "exactly one label")
                     + f" from: {orjson.dumps(labels).decode()}. "
-                    "Answer in JSON as {\"labels\": [...]}.",
+                    'Answer in JSON as {"labels": [...]}.',
                 },
                 {"role": "user", "content": text},
             ],
@@ -393,8 +393,7 @@ def choose_models(snapshot: CatalogSnapshot, spec: TaskSpec, body: dict) -> list
 
 
 def _cost_nano(completion: dict[str, Any]) -> int:
-    # The cost is an exact decimal JSON fragment: read it back as written, never as a float.
-    return int(Decimal(orjson.dumps(completion["usage"]["cost"]).decode()) * NANO)
+    return gateway.fragment_nanousd(completion["usage"]["cost"])
 
 
 def _answer_text(completion: dict[str, Any]) -> str:

@@ -1,0 +1,151 @@
+"""Runs a batch's items through the same gateway path as live calls (routing, fallback,
+health, prices, holds and settlement), concurrently under caps, with durable progress.
+
+A runner holds the batch under a lease it renews; items are claimed in chunks under leases of
+their own. A runner that dies (kill -9) leaves leases that run out: the sweep starts a new
+runner, which takes back the expired items. Finished items are never run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from accounts.selectors import KeyRejected, api_key_authenticated_by_id
+from routing import gateway
+from routing.batches import services
+from routing.batches.models import Batch
+from routing.errors import GatewayError
+from routing.pricing import nano_to_usd
+from routing.validation import parse_chat, parse_embeddings
+
+logger = logging.getLogger(__name__)
+RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+
+_global_lock = threading.Lock()
+_global: dict[int, asyncio.Semaphore] = {}
+
+
+def _global_slots() -> asyncio.Semaphore:
+    """This process's cap on batch calls in flight, across every batch it runs."""
+    loop_id = id(asyncio.get_running_loop())
+    with _global_lock:
+        sem = _global.get(loop_id)
+        if sem is None:
+            sem = _global[loop_id] = asyncio.Semaphore(settings.BATCH_GLOBAL_CONCURRENCY)
+        return sem
+
+
+@dataclass
+class Outcome:
+    item_id: int
+    paused: str = ""  # set when the batch must wait (credit, spend limit)
+
+
+def db(fn, /, **kwargs):
+    return sync_to_async(fn, thread_sensitive=False)(**kwargs)
+
+
+async def _call(key, endpoint: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    discount = settings.BATCH_DISCOUNT_PERCENT
+    if endpoint == "/v1/embeddings":
+        model, inputs, clean = parse_embeddings(body)
+        answer, _ = await gateway.embed(key, model, inputs, clean, discount_percent=discount)
+    else:
+        chat = parse_chat({**body, "stream": False})
+        admission = await gateway.admit_chat(key, chat)
+        admission.discount_percent = discount
+        answer = await gateway.complete(admission, chat)
+    cost = gateway.fragment_nanousd(answer["usage"]["cost"])
+    # Stored as plain JSON: the exact cost goes in as a decimal string.
+    answer["usage"] = {**answer["usage"], "cost": format(nano_to_usd(cost), "f")}
+    return answer, cost
+
+
+def _error(error: GatewayError) -> dict[str, Any]:
+    return {"code": error.error_code or "error", "message": error.message}
+
+
+async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore) -> Outcome:
+    async with slots, _global_slots():
+        try:
+            answer, cost = await _call(key, batch.endpoint, item["body"])
+        except GatewayError as error:
+            if error.status_code == 402:
+                await db(services.item_give_back, item_ids=[item["id"]])
+                return Outcome(item["id"], paused=error.message)
+            attempts = item["attempts"] + 1
+            if error.status_code in RETRYABLE and attempts < settings.BATCH_MAX_ATTEMPTS:
+                delay = settings.BATCH_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+                await db(services.item_retry_later, item_id=item["id"], delay_seconds=delay)
+                return Outcome(item["id"])
+            await db(
+                services.item_finish,
+                item_id=item["id"],
+                succeeded=False,
+                status_code=error.status_code,
+                response={"error": _error(error)},
+                error=_error(error),
+                generation_id="",
+                cost_nanousd=0,
+            )
+            return Outcome(item["id"])
+    await db(
+        services.item_finish,
+        item_id=item["id"],
+        succeeded=True,
+        status_code=200,
+        response=answer,
+        error=None,
+        generation_id=answer.get("id", ""),
+        cost_nanousd=cost,
+    )
+    return Outcome(item["id"])
+
+
+async def run_batch(batch_id: str) -> str:
+    """Run the batch until it is finished, paused or cancelled; returns its status after."""
+    lease = settings.BATCH_LEASE_SECONDS
+    status = await db(services.batch_runner_claim, batch_id=batch_id, lease_seconds=lease)
+    if status is None:
+        batch = await Batch.objects.aget(pk=batch_id)
+        return batch.status
+    batch = await Batch.objects.aget(pk=batch_id)
+    paused = ""
+    try:
+        try:
+            key = await db(api_key_authenticated_by_id, key_id=batch.key_id)
+        except KeyRejected as rejected:
+            paused = f"The batch's API key can't be used: {rejected.reason}"
+            return batch.status
+        slots = asyncio.Semaphore(settings.BATCH_ORG_CONCURRENCY)
+        while True:
+            status = await db(services.batch_runner_renew, batch_id=batch_id, lease_seconds=lease)
+            if status != Batch.Status.IN_PROGRESS:
+                break
+            items = await db(
+                services.items_claim,
+                batch_id=batch_id,
+                limit=settings.BATCH_CLAIM_SIZE,
+                lease_seconds=lease,
+            )
+            if not items:
+                left, wait = await db(services.items_waiting, batch_id=batch_id)
+                if not left:
+                    break
+                await asyncio.sleep(min(max(wait or 0.05, 0.05), 1.0))
+                continue
+            outcomes = await asyncio.gather(*(_run_item(key, batch, i, slots) for i in items))
+            paused = next((o.paused for o in outcomes if o.paused), "")
+            if paused:
+                return Batch.Status.IN_PROGRESS
+        batch = await db(services.batch_finalize, batch_id=batch_id)
+        return batch.status
+    finally:
+        await db(services.batch_runner_release, batch_id=batch_id, paused_reason=paused)
