@@ -147,7 +147,12 @@ async def admit(key: AuthenticatedKey, *, tokens: int) -> dict[str, str]:
     return headers
 
 
-async def admit_chat(key: AuthenticatedKey, request: ChatRequest) -> Admission:
+async def admit_chat(
+    key: AuthenticatedKey, request: ChatRequest, *, generation_id: str | None = None
+) -> Admission:
+    """Check, rate-limit and hold a chat request. `generation_id` is given by callers that
+    may run the same work twice (a batch item re-run after its worker died): the hold,
+    its settlement and the ledger entry all key on it, so the work is billed once."""
     snapshot = await catalog.aget()
     models = resolve_models(snapshot, request.model_names, embeddings=False)
     check_key_allows(key, models)
@@ -197,6 +202,8 @@ async def admit_chat(key: AuthenticatedKey, request: ChatRequest) -> Admission:
         max_tokens=max_tokens,
         headers=headers,
     )
+    if generation_id:
+        admission.generation_id = generation_id
     await hold(admission)
     return admission
 
@@ -541,7 +548,13 @@ def _delivered_usage(admission: Admission, tracker, reported: Usage | None) -> U
 
 
 async def embed(
-    key: AuthenticatedKey, model_name: str, inputs: list, body: dict, *, discount_percent: int = 0
+    key: AuthenticatedKey,
+    model_name: str,
+    inputs: list,
+    body: dict,
+    *,
+    discount_percent: int = 0,
+    generation_id: str | None = None,
 ) -> tuple:
     snapshot = await catalog.aget()
     models = resolve_models(snapshot, (model_name,), embeddings=True)
@@ -562,6 +575,8 @@ async def embed(
         headers=headers,
         discount_percent=discount_percent,
     )
+    if generation_id:
+        admission.generation_id = generation_id
     await hold(admission)
     upstream = {k: v for k, v in body.items() if k not in ("provider", "models")}
     upstream["input"] = inputs if not isinstance(body.get("input"), str) else body["input"]

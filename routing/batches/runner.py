@@ -52,14 +52,18 @@ def db(fn, /, **kwargs):
     return sync_to_async(fn, thread_sensitive=False)(**kwargs)
 
 
-async def _call(key, endpoint: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+async def _call(
+    key, endpoint: str, body: dict[str, Any], generation_id: str
+) -> tuple[dict[str, Any], int]:
     discount = settings.BATCH_DISCOUNT_PERCENT
     if endpoint == "/v1/embeddings":
         model, inputs, clean = parse_embeddings(body)
-        answer, _ = await gateway.embed(key, model, inputs, clean, discount_percent=discount)
+        answer, _ = await gateway.embed(
+            key, model, inputs, clean, discount_percent=discount, generation_id=generation_id
+        )
     else:
         chat = parse_chat({**body, "stream": False})
-        admission = await gateway.admit_chat(key, chat)
+        admission = await gateway.admit_chat(key, chat, generation_id=generation_id)
         admission.discount_percent = discount
         answer = await gateway.complete(admission, chat)
     cost = gateway.fragment_nanousd(answer["usage"]["cost"])
@@ -75,7 +79,10 @@ def _error(error: GatewayError) -> dict[str, Any]:
 async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore) -> Outcome:
     async with slots, _global_slots():
         try:
-            answer, cost = await _call(key, batch.endpoint, item["body"])
+            # One generation id per item and attempt: a run cut short by a dead worker and
+            # run again holds, settles and bills as the same generation.
+            generation_id = f"gen-b{item['id']}a{item['attempts']}"
+            answer, cost = await _call(key, batch.endpoint, item["body"], generation_id)
         except GatewayError as error:
             if error.status_code == 402:
                 await db(services.item_give_back, item_ids=[item["id"]])
