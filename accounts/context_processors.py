@@ -15,6 +15,7 @@ NAV = (
     ("keys", "API keys", "api_keys", Perm.VIEW),
     ("usage", "Usage", "org_usage", Perm.VIEW),
     ("logs", "Logs", "org_logs", Perm.VIEW),
+    ("batches", "Batches", "org_batches", Perm.VIEW),
     ("billing", "Billing", "org_billing", Perm.MANAGE_BILLING),
     ("members", "Members", "members", Perm.VIEW),
     ("settings", "Settings", "org_settings", Perm.VIEW),

@@ -54,3 +54,7 @@ class LiveOverviewConsumer(AsyncJsonWebsocketConsumer):
 
     async def overview_update(self, event) -> None:
         await self.send_json({"type": "update", **event["data"]})
+
+    async def batch_progress(self, event) -> None:
+        """A batch of the organization moved (routing.batches.live)."""
+        await self.send_json({"type": "batch", "batch": event["data"]})

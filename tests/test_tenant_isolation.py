@@ -103,6 +103,7 @@ def acme_ids(alice, bob):
     return {
         "file_id": stored.id,
         "batch_id": batch.id,
+        "kind": "output",
         "org_id": alice.org.id,
         "generation_id": request_log_for(alice.org).generation_id,
         "key_id": key.id,

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from accounts.selectors import KeyRejected, api_key_authenticated_by_id
 from routing import gateway
-from routing.batches import services
+from routing.batches import live, services
 from routing.batches.models import Batch
 from routing.errors import GatewayError
 from routing.pricing import nano_to_usd
@@ -149,6 +149,7 @@ async def run_batch(batch_id: str) -> str:
                 await asyncio.sleep(min(max(wait or 0.05, 0.05), 1.0))
                 continue
             outcomes = await asyncio.gather(*(_run_item(key, batch, i, slots) for i in items))
+            await live.publish(batch_id)
             paused = next((o.paused for o in outcomes if o.paused), "")
             if paused:
                 return Batch.Status.IN_PROGRESS
@@ -156,3 +157,4 @@ async def run_batch(batch_id: str) -> str:
         return batch.status
     finally:
         await db(services.batch_runner_release, batch_id=batch_id, paused_reason=paused)
+        await live.publish(batch_id)
