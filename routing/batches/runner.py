@@ -14,10 +14,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.selectors import KeyRejected, api_key_authenticated_by_id
+from config.db import run_db
 from routing import gateway
 from routing.batches import live, services
 from routing.batches.models import Batch
@@ -42,6 +42,10 @@ def _global_slots() -> asyncio.Semaphore:
         return sem
 
 
+# Upstream calls in flight in this process, and the most seen at once (bench/batches.py).
+concurrency = {"now": 0, "max": 0}
+
+
 @dataclass
 class Outcome:
     item_id: int
@@ -49,7 +53,9 @@ class Outcome:
 
 
 def db(fn, /, **kwargs):
-    return sync_to_async(fn, thread_sensitive=False)(**kwargs)
+    # The ORM's one thread, as on the request path: one connection per runner, whatever
+    # the concurrency (each call is short; the upstream calls are what run in parallel).
+    return run_db(lambda: fn(**kwargs))
 
 
 async def _call(
@@ -78,12 +84,21 @@ def _error(error: GatewayError) -> dict[str, Any]:
 
 async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore) -> Outcome:
     async with slots, _global_slots():
+        # One generation id per item and attempt: a run cut short by a dead worker and run
+        # again holds, settles and bills as the same generation.
+        generation_id = f"gen-b{item['id']}a{item['attempts']}"
+        concurrency["now"] += 1
+        concurrency["max"] = max(concurrency["max"], concurrency["now"])
         try:
-            # One generation id per item and attempt: a run cut short by a dead worker and
-            # run again holds, settles and bills as the same generation.
-            generation_id = f"gen-b{item['id']}a{item['attempts']}"
             answer, cost = await _call(key, batch.endpoint, item["body"], generation_id)
         except GatewayError as error:
+            failure = error
+        else:
+            failure = None
+        finally:
+            concurrency["now"] -= 1
+        if failure is not None:
+            error = failure
             if error.status_code == 402:
                 await db(services.item_give_back, item_ids=[item["id"]])
                 return Outcome(item["id"], paused=error.message)
