@@ -355,6 +355,7 @@ BATCH_CLAIM_SIZE = env.int("LLMAPI_BATCH_CLAIM_SIZE", default=64)
 BATCH_DISPATCH = env.bool("LLMAPI_BATCH_DISPATCH", default=True)
 # Where files live: a STORAGES alias (set STORAGES["batches"] to an S3-compatible backend).
 BATCH_STORAGE_ALIAS = env("LLMAPI_BATCH_STORAGE_ALIAS", default="default")
+CELERY_TASK_ROUTES = {"routing.batches.tasks.batch_run": {"queue": "batches"}}
 CELERY_BEAT_SCHEDULE["batches-sweep"] = {
     "task": "routing.batches.tasks.batch_sweep",
     "schedule": 15.0,
