@@ -172,6 +172,8 @@ class AuditLog(models.Model):
         API_KEY_CREATED = "api_key.created", "API key created"
         API_KEY_UPDATED = "api_key.updated", "API key updated"
         API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+        CREDITS_GRANTED = "billing.credits_granted", "Credits granted by staff"
+        SPEND_LIMIT_CHANGED = "billing.limit_changed", "Monthly spend limit changed"
 
     id = models.BigAutoField(primary_key=True)
     organization = models.ForeignKey(

@@ -77,6 +77,7 @@ class BillingAccount(models.Model):
     # the month starting at alert_period_start; 0 when none.
     alert_percent = models.PositiveSmallIntegerField(default=0)
     alert_period_start = models.DateTimeField(null=True, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -182,3 +183,50 @@ class AlertSent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.subject} {self.threshold}% from {self.period_start:%Y-%m-%d}"
+
+
+class TopUp(models.Model):
+    """A purchase of credits through Stripe Checkout. Credits come only from Stripe's webhook
+    (the ledger entry's reference is the PaymentIntent id), never from the success page."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting for payment"
+        PAID = "paid", "Paid"
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    checkout_session_id = models.CharField(max_length=255, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    created_by_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_cents__gte=500) & Q(amount_cents__lte=100_000),
+                name="billing_topup_amount_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Top-up {self.id} of {self.amount_cents} cents"
+
+
+class StripeEvent(models.Model):
+    """Every Stripe event we handled, under its unique id, stored in the same transaction as
+    its effect: a redelivered event finds its row and changes nothing."""
+
+    id = models.CharField(primary_key=True, max_length=255)
+    type = models.CharField(max_length=100)
+    organization_id = models.UUIDField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"

@@ -22,6 +22,8 @@ __all__ = [
     "alerts_active",
     "billing_account_get",
     "billing_check",
+    "daily_spend",
+    "key_spend_by_period",
     "ledger_credits",
     "ledger_list",
     "ledger_sum",
@@ -184,3 +186,50 @@ def alerts_active(*, organization: Organization, at: datetime) -> list[AlertSent
             continue
         best.setdefault((row.scope, row.subject), row)
     return list(best.values())
+
+
+def daily_spend(
+    *, organization: Organization, days: int = 7, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """Usage per UTC day over the last `days` days, oldest first, zero days included: the
+    billing page's burn rate."""
+    from django.db.models.functions import TruncDate
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    first = period_start("daily", now) - timedelta(days=days - 1)
+    rows = (
+        LedgerEntry.objects.filter(
+            organization_id=organization.id, kind=_USAGE, occurred_at__gte=first
+        )
+        .annotate(day=TruncDate("occurred_at"))
+        .values("day")
+        .annotate(total=Sum("amount_nanousd"))
+    )
+    by_day = {row["day"]: -int(row["total"] or 0) for row in rows}
+    out = []
+    for i in range(days):
+        day = first + timedelta(days=i)
+        out.append((day, by_day.get(day.date(), 0)))
+    return out
+
+
+def key_spend_by_period(
+    *, organization_id: uuid.UUID | str, periods: set[str], at: datetime
+) -> dict[str, dict[str, int]]:
+    """{period: {key id: usage in the period containing `at`}}: one query per period."""
+    out: dict[str, dict[str, int]] = {}
+    for period in periods:
+        start, end = period_bounds(period, at)
+        entries = LedgerEntry.objects.filter(
+            organization_id=organization_id, kind=_USAGE, key_id__isnull=False
+        )
+        if start > EPOCH:
+            entries = entries.filter(occurred_at__gte=start)
+        if end is not None:
+            entries = entries.filter(occurred_at__lt=end)
+        out[period] = {
+            str(row["key_id"]): -int(row["total"] or 0)
+            for row in entries.values("key_id").annotate(total=Sum("amount_nanousd"))
+        }
+    return out

@@ -2,18 +2,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts.access import placeholder_page
-from accounts.permissions import Perm
+from billing import views
 
 urlpatterns = [
-    path(
-        "billing/",
-        placeholder_page(
-            "Billing",
-            "billing",
-            Perm.MANAGE_BILLING,
-            "Prepaid credits, auto-recharge, spend limits and invoices.",
-        ),
-        name="org_billing",
-    ),
+    path("billing/", views.billing_page, name="org_billing"),
+    path("billing/buy", views.buy_credits, name="billing_buy"),
+    path("billing/portal", views.portal, name="billing_portal"),
+    path("billing/limit", views.monthly_limit, name="billing_limit"),
+    path("billing/grant", views.grant, name="billing_grant"),
 ]

@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import urls as accounts_urls
 from accounts import views as accounts_views
 from billing import urls as billing_urls
+from billing import views as billing_views
 from observability import urls as observability_urls
 from observability.api import GenerationApi
 from routing import urls as routing_urls
@@ -38,6 +39,7 @@ urlpatterns = [
     path("invitations/<str:token>/", accounts_views.invitation_respond, name="invitation_respond"),
     path("o/<uuid:org_id>/", include(org_patterns)),
     path("accounts/", include("allauth.urls")),
+    path("billing/stripe/webhook/", billing_views.stripe_webhook, name="stripe_webhook"),
     path("v1/openapi.json", SpectacularAPIView.as_view(), name="openapi"),
     path("v1/generation", GenerationApi.as_view(), name="v1_generation"),
     path("v1/", include("routing.api.urls")),

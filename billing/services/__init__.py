@@ -19,12 +19,28 @@ from billing.services.ledger import (
     billing_account_for,
     billing_account_set_monthly_limit,
     billing_account_set_plan,
+    credit_grant,
     ledger_post,
+    spend_limit_update,
     usage_entries_write,
     usage_settle_now,
 )
+from billing.services.stripe import (
+    billing_portal_url,
+    invoice_list,
+    stripe_customer_ensure,
+    stripe_webhook_handle,
+    topup_checkout_create,
+)
 
 __all__ = [
+    "billing_portal_url",
+    "credit_grant",
+    "invoice_list",
+    "spend_limit_update",
+    "stripe_customer_ensure",
+    "stripe_webhook_handle",
+    "topup_checkout_create",
     "SIGNUP_GRANT_REFERENCE",
     "BillingError",
     "HoldResult",

@@ -306,3 +306,53 @@ def usage_settle_now(
     )
     created = _write_org_usage(record.organization_id, [record]) == 1
     return LedgerEntry.objects.get(reference=reference), created
+
+
+@transaction.atomic
+def credit_grant(
+    *, organization: Organization, amount_nanousd: int, reason: str, granted_by
+) -> LedgerEntry:
+    """Staff credit an organization (billing off, goodwill, support): a grant, audited."""
+    from accounts.models import AuditLog
+    from accounts.services.audit import audit_log_record
+
+    if not getattr(granted_by, "is_staff", False):
+        raise BillingError("Only staff can grant credits.", code="forbidden")
+    if not reason.strip():
+        raise BillingError("Say why the credits are granted.", code="reason")
+    entry, _ = ledger_post(
+        organization=organization,
+        kind=Kind.GRANT,
+        amount_nanousd=amount_nanousd,
+        reference=f"grant:staff:{uuid.uuid4()}",
+        description=reason.strip()[:200],
+        metadata={"granted_by": str(granted_by.pk)},
+    )
+    audit_log_record(
+        organization=organization,
+        actor=granted_by,
+        action=AuditLog.Action.CREDITS_GRANTED,
+        target=f"{amount_nanousd} nano-USD",
+        data={"amount_nanousd": amount_nanousd, "reason": reason.strip()[:200]},
+    )
+    return entry
+
+
+@transaction.atomic
+def spend_limit_update(
+    *, organization: Organization, monthly_limit_nanousd: int | None, actor
+) -> BillingAccount:
+    from accounts.models import AuditLog
+    from accounts.services.audit import audit_log_record
+
+    before = _account_for_update(organization.id).monthly_limit_nanousd
+    account = billing_account_set_monthly_limit(
+        organization=organization, monthly_limit_nanousd=monthly_limit_nanousd
+    )
+    audit_log_record(
+        organization=organization,
+        actor=actor,
+        action=AuditLog.Action.SPEND_LIMIT_CHANGED,
+        data={"before_nanousd": before, "after_nanousd": monthly_limit_nanousd},
+    )
+    return account

@@ -360,3 +360,11 @@ CELERY_BEAT_SCHEDULE["batches-sweep"] = {
     "task": "routing.batches.tasks.batch_sweep",
     "schedule": 15.0,
 }
+
+# Stripe (billing.stripe_client): off when no secret key is set; the billing pages say so.
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+BILLING_TOPUP_MIN_CENTS = 500
+BILLING_TOPUP_MAX_CENTS = 100_000
+BILLING_TOPUP_PRESETS_CENTS = (1000, 2500, 5000, 10000)

@@ -239,7 +239,7 @@ class BatchesApi(GatewayApiView):
         def rows():
             batches = selectors.batch_list(organization_id=key.organization_id)
             if after:
-                cursor = batches.filter(id=after).first()
+                cursor = batches.filter(id=after).first() if selectors.valid_id(after) else None
                 if cursor is None:
                     raise bad_request("'after' is not a batch of yours.", param="after")
                 batches = batches.filter(created_at__lte=cursor.created_at).exclude(

@@ -41,6 +41,8 @@ class Line:
 
 
 def _check_line(number: int, raw: bytes, endpoint: str | None) -> tuple[Line, str]:
+    if b"\x00" in raw or b"\\u0000" in raw:
+        raise ValueError("NUL characters are not allowed")  # no database can store them
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:

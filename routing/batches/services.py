@@ -31,7 +31,11 @@ def _check_metadata(metadata: Any) -> dict[str, str]:
         not isinstance(metadata, dict)
         or len(metadata) > 16
         or not all(
-            isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
+            isinstance(k, str)
+            and len(k) <= 64
+            and isinstance(v, str)
+            and len(v) <= 512
+            and "\x00" not in k + v
             for k, v in metadata.items()
         )
     ):

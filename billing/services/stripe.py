@@ -1,0 +1,211 @@
+"""Stripe: Checkout top-ups, the webhook that credits them, the Customer Portal, invoices.
+
+Our idempotency keys come from our own row ids, so a retried call never creates a second
+Checkout Session or Customer. Credits come only from verified webhook events, and the ledger
+reference is the PaymentIntent id: a payment is credited once whichever events describe it,
+in any order, any number of times.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Organization
+from billing.exceptions import BillingError
+from billing.models import NANO_PER_USD, BillingAccount, LedgerEntry, StripeEvent, TopUp
+from billing.services.ledger import _account_for_update, billing_account_for, ledger_post
+from billing.stripe_client import stripe_client
+
+logger = logging.getLogger(__name__)
+NANO_PER_CENT = NANO_PER_USD // 100
+
+
+def _client() -> stripe.StripeClient:
+    client = stripe_client()
+    if client is None:
+        raise BillingError("Billing is off: no Stripe key is configured.", code="billing_off")
+    return client
+
+
+def stripe_customer_ensure(*, organization: Organization) -> str:
+    """The organization's Stripe Customer, created once (keyed by the organization's id)."""
+    account = billing_account_for(organization=organization)
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    customer = _client().v1.customers.create(
+        params={
+            "name": organization.name,
+            "metadata": {"organization_id": str(organization.id)},
+        },
+        options={"idempotency_key": f"customer-{organization.id}"},
+    )
+    with transaction.atomic():
+        account = _account_for_update(organization.id)
+        if not account.stripe_customer_id:
+            account.stripe_customer_id = customer.id
+            account.save(update_fields=["stripe_customer_id"])
+    return account.stripe_customer_id
+
+
+def topup_checkout_create(
+    *,
+    organization: Organization,
+    amount_cents: int,
+    created_by_id: Any,
+    success_url: str,
+    cancel_url: str,
+) -> tuple[TopUp, str]:
+    """A Checkout Session to buy credits: (our top-up row, the URL to send the buyer to).
+    The card is saved for off-session use (auto-recharge)."""
+    if (
+        isinstance(amount_cents, bool)
+        or not isinstance(amount_cents, int)
+        or not settings.BILLING_TOPUP_MIN_CENTS <= amount_cents <= settings.BILLING_TOPUP_MAX_CENTS
+    ):
+        raise BillingError(
+            f"Buy between ${settings.BILLING_TOPUP_MIN_CENTS // 100:,} and "
+            f"${settings.BILLING_TOPUP_MAX_CENTS // 100:,} of credits.",
+            code="amount",
+        )
+    customer = stripe_customer_ensure(organization=organization)
+    topup = TopUp.objects.create(
+        organization=organization, amount_cents=amount_cents, created_by_id=created_by_id
+    )
+    metadata = {"organization_id": str(organization.id), "topup_id": str(topup.id)}
+    session = _client().v1.checkout.sessions.create(
+        params={
+            "mode": "payment",
+            "customer": customer,
+            "client_reference_id": str(topup.id),
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": amount_cents,
+                        "product_data": {"name": f"LLM API credits (${amount_cents / 100:,.2f})"},
+                    },
+                }
+            ],
+            "payment_intent_data": {"setup_future_usage": "off_session", "metadata": metadata},
+            "metadata": metadata,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        },
+        options={"idempotency_key": f"topup-{topup.id}-checkout"},
+    )
+    TopUp.objects.filter(pk=topup.pk).update(checkout_session_id=session.id)
+    topup.checkout_session_id = session.id
+    return topup, session.url
+
+
+def _credit(*, organization_id: str, payment_intent: str, amount_cents: int, topup_id: Any) -> None:
+    organization = Organization.objects.filter(id=organization_id).first()
+    if organization is None:
+        raise BillingError(f"Unknown organization {organization_id}", code="unknown_org")
+    ledger_post(
+        organization=organization,
+        kind=LedgerEntry.Kind.TOPUP,
+        amount_nanousd=amount_cents * NANO_PER_CENT,
+        reference=f"stripe:{payment_intent}",
+        description="Credits bought with Stripe",
+        metadata={"payment_intent": payment_intent, "topup_id": topup_id},
+    )
+    if topup_id:
+        TopUp.objects.filter(pk=topup_id, organization_id=organization_id).update(
+            status=TopUp.Status.PAID, payment_intent_id=payment_intent, paid_at=timezone.now()
+        )
+
+
+def _handle(event: stripe.Event) -> str | None:
+    """The event's effect; returns the organization it concerned, if any."""
+    obj = event.data.object.to_dict()  # StripeObject is not a dict in stripe 16
+    kind = event.type
+    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        if obj.get("mode") != "payment" or obj.get("payment_status") != "paid":
+            return None  # an async payment not settled yet: its success event follows
+        metadata = obj.get("metadata") or {}
+        organization_id = metadata.get("organization_id")
+        payment_intent = obj.get("payment_intent")
+        if not organization_id or not payment_intent:
+            return None
+        _credit(
+            organization_id=organization_id,
+            payment_intent=payment_intent,
+            amount_cents=int(obj["amount_total"]),
+            topup_id=metadata.get("topup_id"),
+        )
+        return organization_id
+    if kind == "payment_intent.succeeded":
+        metadata = obj.get("metadata") or {}
+        organization_id = metadata.get("organization_id")
+        if not organization_id:
+            return None  # not one of ours
+        _credit(
+            organization_id=organization_id,
+            payment_intent=obj["id"],
+            amount_cents=int(obj["amount_received"]),
+            topup_id=metadata.get("topup_id"),
+        )
+        return organization_id
+    return None
+
+
+def stripe_webhook_handle(*, payload: bytes, signature: str) -> tuple[str, bool]:
+    """Verify the signature on the raw body, then store the event and apply its effect in one
+    transaction. Returns (event id, handled now); False means a redelivery, changed nothing.
+    Raises ValueError or stripe.SignatureVerificationError for a body we must refuse."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise ValueError("no webhook secret is configured")
+    event = stripe.Webhook.construct_event(payload, signature, secret)
+    try:
+        with transaction.atomic():
+            record = StripeEvent.objects.create(id=event.id, type=event.type)
+            organization_id = _handle(event)
+            if organization_id:
+                record.organization_id = organization_id
+                record.save(update_fields=["organization_id"])
+    except IntegrityError:
+        if StripeEvent.objects.filter(id=event.id).exists():
+            return event.id, False  # delivered before (or concurrently): already applied
+        raise
+    return event.id, True
+
+
+def billing_portal_url(*, organization: Organization, return_url: str) -> str:
+    session = _client().v1.billing_portal.sessions.create(
+        params={
+            "customer": stripe_customer_ensure(organization=organization),
+            "return_url": return_url,
+        }
+    )
+    return session.url
+
+
+def invoice_list(*, organization: Organization, limit: int = 12) -> list[dict[str, Any]]:
+    """The organization's recent invoices, newest first; empty before it has a customer."""
+    account = BillingAccount.objects.filter(organization=organization).first()
+    if account is None or not account.stripe_customer_id or stripe_client() is None:
+        return []
+    page = _client().v1.invoices.list(
+        params={"customer": account.stripe_customer_id, "limit": limit}
+    )
+    invoices = [invoice.to_dict() for invoice in page.data]
+    return [
+        {
+            "id": invoice["id"],
+            "number": invoice.get("number"),
+            "status": invoice.get("status"),
+            "amount_due_cents": invoice.get("amount_due"),
+            "created": invoice.get("created"),
+            "url": invoice.get("hosted_invoice_url"),
+        }
+        for invoice in invoices
+    ]
