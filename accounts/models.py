@@ -174,6 +174,7 @@ class AuditLog(models.Model):
         API_KEY_REVOKED = "api_key.revoked", "API key revoked"
         CREDITS_GRANTED = "billing.credits_granted", "Credits granted by staff"
         SPEND_LIMIT_CHANGED = "billing.limit_changed", "Monthly spend limit changed"
+        AUTO_RECHARGE_CHANGED = "billing.auto_recharge", "Auto-recharge changed"
 
     id = models.BigAutoField(primary_key=True)
     organization = models.ForeignKey(

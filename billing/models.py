@@ -78,6 +78,13 @@ class BillingAccount(models.Model):
     alert_percent = models.PositiveSmallIntegerField(default=0)
     alert_period_start = models.DateTimeField(null=True, blank=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
+    # Auto-recharge: when the balance drops below the threshold, charge the saved card.
+    auto_recharge_enabled = models.BooleanField(default=False)
+    auto_recharge_threshold_nanousd = models.BigIntegerField(default=0)
+    auto_recharge_amount_cents = models.PositiveIntegerField(default=0)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    # Set when the bank asked for authentication and auto-recharge turned itself off.
+    auto_recharge_stopped_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -230,3 +237,34 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"
+
+
+class Recharge(models.Model):
+    """One off-session charge of the saved card; at most one in flight per organization."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "In flight"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        ACTION_REQUIRED = "action_required", "Needs authentication"
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=Q(status="pending"),
+                name="billing_recharge_one_in_flight",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Recharge {self.id} ({self.status})"

@@ -36,3 +36,19 @@ def evaluate_spend_alerts(organization_id: str, key_ids: list[str], at: str) -> 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5, ignore_result=True)
 def send_spend_alert_email(alert_id: int) -> None:
     spend_alert_send_email(alert_id=alert_id)
+
+
+@shared_task(ignore_result=True)
+def auto_recharge(organization_id: str) -> None:
+    """The balance fell below the auto-recharge threshold (safe to run twice: one recharge
+    in flight per organization, and the balance is checked again)."""
+    from billing.services import auto_recharge_run
+
+    auto_recharge_run(organization_id=organization_id)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5, ignore_result=True)
+def send_auto_recharge_stopped_email(organization_id: str) -> None:
+    from billing.services import auto_recharge_stopped_email
+
+    auto_recharge_stopped_email(organization_id=organization_id)

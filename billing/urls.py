@@ -10,4 +10,5 @@ urlpatterns = [
     path("billing/portal", views.portal, name="billing_portal"),
     path("billing/limit", views.monthly_limit, name="billing_limit"),
     path("billing/grant", views.grant, name="billing_grant"),
+    path("billing/auto-recharge", views.auto_recharge, name="billing_auto_recharge"),
 ]

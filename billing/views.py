@@ -109,6 +109,10 @@ def billing_page(request: HttpRequest) -> HttpResponse:
             "max_usd": settings.BILLING_TOPUP_MAX_CENTS // 100,
             "alerts": selectors.alerts_active(organization=org, at=now),
             "can_grant": request.user.is_staff,
+            "recharge_threshold": usd(account.auto_recharge_threshold_nanousd),
+            "recharge_amount": f"{account.auto_recharge_amount_cents / 100:.2f}"
+            if account.auto_recharge_amount_cents
+            else "",
         },
     )
 
@@ -173,6 +177,27 @@ def monthly_limit(request: HttpRequest) -> HttpResponse:
             request,
             f"Monthly limit set to ${usd(nano)}." if nano is not None else "Monthly limit removed.",
         )
+    return _back(request)
+
+
+@require_POST
+@org_view(Perm.MANAGE_BILLING)
+def auto_recharge(request: HttpRequest) -> HttpResponse:
+    try:
+        enabled = request.POST.get("enabled") == "on"
+        threshold = _dollars_to_nano(request.POST.get("threshold", ""), field="The threshold")
+        amount = _dollars_to_nano(request.POST.get("amount", ""), field="The amount")
+        services.auto_recharge_configure(
+            organization=request.org,
+            enabled=enabled,
+            threshold_nanousd=threshold or 0,
+            amount_cents=(amount or 0) // (NANO_PER_USD // 100),
+            actor=request.user,
+        )
+    except BillingError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "Auto-recharge is on." if enabled else "Auto-recharge is off.")
     return _back(request)
 
 

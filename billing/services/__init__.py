@@ -13,7 +13,11 @@ from billing.holds import (
     holds_release_expired,
     usage_flush,
 )
-from billing.services.alerts import spend_alert_send_email, spend_alerts_evaluate
+from billing.services.alerts import (
+    auto_recharge_stopped_email,
+    spend_alert_send_email,
+    spend_alerts_evaluate,
+)
 from billing.services.ledger import (
     SIGNUP_GRANT_REFERENCE,
     billing_account_for,
@@ -26,6 +30,8 @@ from billing.services.ledger import (
     usage_settle_now,
 )
 from billing.services.stripe import (
+    auto_recharge_configure,
+    auto_recharge_run,
     billing_portal_url,
     invoice_list,
     stripe_customer_ensure,
@@ -34,6 +40,9 @@ from billing.services.stripe import (
 )
 
 __all__ = [
+    "auto_recharge_configure",
+    "auto_recharge_run",
+    "auto_recharge_stopped_email",
     "billing_portal_url",
     "credit_grant",
     "invoice_list",

@@ -166,3 +166,31 @@ def spend_alert_send_email(*, alert_id: int) -> int:
     )
     send_mail(subject=subject, message=body, from_email=None, recipient_list=recipients)
     return len(recipients)
+
+
+def auto_recharge_stopped_email(*, organization_id) -> int:
+    """Tell the owners and billing members that auto-recharge turned itself off, and why."""
+    from billing.models import BillingAccount
+
+    account = BillingAccount.objects.select_related("organization").get(pk=organization_id)
+    organization = account.organization
+    recipients = sorted(
+        {
+            m.user.email
+            for m in membership_list(organization=organization).filter(
+                role__in=[Role.OWNER, Role.BILLING], user__is_active=True
+            )
+        }
+    )
+    if not recipients:
+        return 0
+    send_mail(
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}Auto-recharge is off for "
+        f"{organization.name}",
+        message=f"{account.auto_recharge_stopped_reason}\n\nYour balance is "
+        f"{usd(account.balance_nanousd)}. You can buy credits and turn auto-recharge back on "
+        "from the billing page of your organization.\n",
+        from_email=None,
+        recipient_list=recipients,
+    )
+    return len(recipients)

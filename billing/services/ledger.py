@@ -274,10 +274,17 @@ def _write_org_usage(organization_id: str, records: Iterable[UsageRecord]) -> in
     key_ids = sorted({str(entry.key_id) for entry in new if entry.key_id})
     at = max(entry.occurred_at for entry in new).isoformat()
 
+    recharge = (
+        account.auto_recharge_enabled
+        and account.balance_nanousd + total < account.auto_recharge_threshold_nanousd
+    )
+
     def evaluate() -> None:
-        from billing.tasks import evaluate_spend_alerts
+        from billing.tasks import auto_recharge, evaluate_spend_alerts
 
         evaluate_spend_alerts.delay(organization_id, key_ids, at)
+        if recharge:
+            auto_recharge.delay(organization_id)
 
     transaction.on_commit(evaluate)
     return len(new)

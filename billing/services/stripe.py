@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from billing.exceptions import BillingError
-from billing.models import NANO_PER_USD, BillingAccount, LedgerEntry, StripeEvent, TopUp
+from billing.models import NANO_PER_USD, BillingAccount, LedgerEntry, Recharge, StripeEvent, TopUp
 from billing.services.ledger import _account_for_update, billing_account_for, ledger_post
 from billing.stripe_client import stripe_client
 
@@ -147,6 +147,12 @@ def _handle(event: stripe.Event) -> str | None:
         organization_id = metadata.get("organization_id")
         if not organization_id:
             return None  # not one of ours
+        method = obj.get("payment_method")
+        if isinstance(method, str) and method:
+            # The card saved for off-session use (Checkout asked for setup_future_usage).
+            BillingAccount.objects.filter(pk=organization_id).update(
+                stripe_payment_method_id=method
+            )
         _credit(
             organization_id=organization_id,
             payment_intent=obj["id"],
@@ -209,3 +215,151 @@ def invoice_list(*, organization: Organization, limit: int = 12) -> list[dict[st
         }
         for invoice in invoices
     ]
+
+
+# --- Auto-recharge ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def auto_recharge_configure(
+    *,
+    organization: Organization,
+    enabled: bool,
+    threshold_nanousd: int,
+    amount_cents: int,
+    actor,
+) -> BillingAccount:
+    from accounts.models import AuditLog
+    from accounts.services.audit import audit_log_record
+
+    if enabled and not (
+        settings.BILLING_TOPUP_MIN_CENTS <= amount_cents <= settings.BILLING_TOPUP_MAX_CENTS
+    ):
+        raise BillingError(
+            f"Recharge between ${settings.BILLING_TOPUP_MIN_CENTS // 100:,} and "
+            f"${settings.BILLING_TOPUP_MAX_CENTS // 100:,}.",
+            code="amount",
+        )
+    if threshold_nanousd < 0:
+        raise BillingError("The threshold can't be negative.", code="threshold")
+    account = _account_for_update(organization.id)
+    if enabled and not account.stripe_payment_method_id:
+        raise BillingError(
+            "Buy credits once with a card first: auto-recharge charges that card.", code="card"
+        )
+    account.auto_recharge_enabled = enabled
+    account.auto_recharge_threshold_nanousd = threshold_nanousd
+    account.auto_recharge_amount_cents = amount_cents
+    if enabled:
+        account.auto_recharge_stopped_reason = ""
+    account.save()
+    audit_log_record(
+        organization=organization,
+        actor=actor,
+        action=AuditLog.Action.AUTO_RECHARGE_CHANGED,
+        data={
+            "enabled": enabled,
+            "threshold_nanousd": threshold_nanousd,
+            "amount_cents": amount_cents,
+        },
+    )
+    return account
+
+
+def _stop_auto_recharge(organization_id, recharge: Recharge, reason: str) -> None:
+    from accounts.models import AuditLog
+    from accounts.services.audit import audit_log_record
+
+    with transaction.atomic():
+        account = _account_for_update(organization_id)
+        account.auto_recharge_enabled = False
+        account.auto_recharge_stopped_reason = reason
+        account.save(update_fields=["auto_recharge_enabled", "auto_recharge_stopped_reason"])
+        audit_log_record(
+            organization=account.organization,
+            actor=None,
+            action=AuditLog.Action.AUTO_RECHARGE_CHANGED,
+            data={"enabled": False, "reason": reason, "recharge_id": recharge.id},
+        )
+
+        def tell_owners() -> None:
+            from billing.tasks import send_auto_recharge_stopped_email
+
+            send_auto_recharge_stopped_email.delay(str(organization_id))
+
+        transaction.on_commit(tell_owners)
+
+
+def auto_recharge_run(*, organization_id) -> Recharge | None:
+    """Charge the saved card off-session if auto-recharge is on and the balance is below its
+    threshold. One recharge in flight per organization (a unique constraint); the
+    idempotency key is our recharge's id."""
+    account = BillingAccount.objects.select_related("organization").get(pk=organization_id)
+    if (
+        not account.auto_recharge_enabled
+        or account.balance_nanousd >= account.auto_recharge_threshold_nanousd
+        or stripe_client() is None
+    ):
+        return None
+    try:
+        with transaction.atomic():
+            recharge = Recharge.objects.create(
+                organization_id=organization_id, amount_cents=account.auto_recharge_amount_cents
+            )
+    except IntegrityError:
+        return None  # one is already in flight
+    metadata = {"organization_id": str(organization_id), "recharge_id": str(recharge.id)}
+    try:
+        intent = _client().v1.payment_intents.create(
+            params={
+                "amount": recharge.amount_cents,
+                "currency": "usd",
+                "customer": account.stripe_customer_id,
+                "payment_method": account.stripe_payment_method_id,
+                "off_session": True,
+                "confirm": True,
+                "metadata": metadata,
+            },
+            options={"idempotency_key": f"recharge-{recharge.id}"},
+        )
+    except stripe.CardError as error:
+        intent_id = getattr(getattr(error, "error", None), "payment_intent", None)
+        recharge.payment_intent_id = getattr(intent_id, "id", "") or ""
+        if error.code == "authentication_required":
+            recharge.status = Recharge.Status.ACTION_REQUIRED
+            recharge.error = "The bank asked for authentication."
+            recharge.save()
+            _stop_auto_recharge(
+                organization_id,
+                recharge,
+                "Your bank asked to authenticate an automatic payment, so auto-recharge is "
+                "off. Buy credits once to confirm your card, then turn it back on.",
+            )
+        else:
+            recharge.status = Recharge.Status.FAILED
+            recharge.error = (error.user_message or str(error))[:300]
+            recharge.save()
+            _stop_auto_recharge(
+                organization_id, recharge, f"The card was declined: {recharge.error}"
+            )
+        return recharge
+    recharge.payment_intent_id = intent.id
+    if intent.status == "succeeded":
+        _credit(
+            organization_id=str(organization_id),
+            payment_intent=intent.id,
+            amount_cents=recharge.amount_cents,
+            topup_id=None,
+        )
+        recharge.status = Recharge.Status.SUCCEEDED
+    elif intent.status == "requires_action":
+        recharge.status = Recharge.Status.ACTION_REQUIRED
+        recharge.save()
+        _stop_auto_recharge(
+            organization_id,
+            recharge,
+            "Your bank asked to authenticate an automatic payment, so auto-recharge is off.",
+        )
+        return recharge
+    recharge.save()
+    return recharge

@@ -13,6 +13,7 @@ import pytest
 import respx
 import stripe
 from django.db import connection
+from django.utils import timezone
 
 from accounts.models import AuditLog, Role
 from billing import selectors, services
@@ -387,3 +388,130 @@ def test_the_billing_page_query_count_does_not_grow_with_keys(
     with django_assert_max_num_queries(16):
         response = client.get(f"/o/{alice.org.id}/billing/")
     assert response.content.count(b'aria-label="Used"') == 5
+
+
+# --- Auto-recharge ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def card_on_file(stripe_on, alice, client):
+    """Alice bought credits once: the webhook saved her card for off-session use."""
+    account = services.billing_account_for(organization=alice.org)
+    account.stripe_customer_id = "cus_test_1"
+    account.save()
+    topup = TopUp.objects.create(organization=alice.org, amount_cents=1000)
+    payload = json.loads(payment_succeeded(alice.org, topup.id, cents=1000))
+    payload["data"]["object"]["payment_method"] = "pm_card_saved"
+    assert deliver(client, json.dumps(payload)).status_code == 200
+    account.refresh_from_db()
+    assert account.stripe_payment_method_id == "pm_card_saved"
+    return account
+
+
+def _spend_down_to(org, balance_nanousd: int) -> None:
+    from billing.holds.store import UsageRecord
+
+    current = selectors.ledger_sum(organization=org)
+    services.usage_entries_write(
+        records=[
+            UsageRecord(
+                reference=f"gen-spend-{current}",
+                organization_id=str(org.id),
+                key_id=None,
+                cost_nanousd=current - balance_nanousd,
+                occurred_at=timezone.now(),
+            )
+        ]
+    )
+
+
+def test_auto_recharge_charges_the_saved_card_once_below_the_threshold(
+    card_on_file, stripe_on, alice, login, django_capture_on_commit_callbacks
+):
+    login(alice.user).post(
+        f"/o/{alice.org.id}/billing/auto-recharge",
+        {"enabled": "on", "threshold": "5", "amount": "20"},
+    )
+    card_on_file.refresh_from_db()
+    assert card_on_file.auto_recharge_enabled
+    intents = stripe_on.post(f"{API}/v1/payment_intents").respond(
+        200, json={"id": "pi_recharge_1", "object": "payment_intent", "status": "succeeded"}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        _spend_down_to(alice.org, 4 * 10**9)  # below $5
+    assert intents.call_count == 1
+    sent = intents.calls.last.request
+    body = form(sent)
+    assert (body["amount"], body["currency"], body["off_session"], body["confirm"]) == (
+        "2000", "usd", "true", "true",
+    )  # fmt: skip
+    assert body["payment_method"] == "pm_card_saved" and body["customer"] == "cus_test_1"
+    recharge_id = body["metadata[recharge_id]"]
+    assert sent.headers["Idempotency-Key"] == f"recharge-{recharge_id}"
+    assert selectors.ledger_sum(organization=alice.org) == 24 * 10**9
+    # The webhook for the same payment changes nothing.
+    webhook = event(
+        "evt_recharge",
+        "payment_intent.succeeded",
+        {
+            "id": "pi_recharge_1",
+            "amount_received": 2000,
+            "metadata": {"organization_id": str(alice.org.id), "recharge_id": recharge_id},
+        },
+    )
+    from django.test import Client
+
+    assert deliver(Client(), webhook).status_code == 200
+    assert selectors.ledger_sum(organization=alice.org) == 24 * 10**9
+    # Above the threshold again: no second charge.
+    services.auto_recharge_run(organization_id=alice.org.id)
+    assert intents.call_count == 1
+
+
+def test_authentication_required_turns_auto_recharge_off_and_tells_the_owner(
+    card_on_file, stripe_on, alice, login, mailoutbox, django_capture_on_commit_callbacks
+):
+    services.auto_recharge_configure(
+        organization=alice.org,
+        enabled=True,
+        threshold_nanousd=5 * 10**9,
+        amount_cents=2000,
+        actor=alice.user,
+    )
+    stripe_on.post(f"{API}/v1/payment_intents").respond(
+        402,
+        json={
+            "error": {
+                "type": "card_error",
+                "code": "authentication_required",
+                "message": "This payment requires authentication.",
+                "payment_intent": {
+                    "id": "pi_auth",
+                    "object": "payment_intent",
+                    "status": "requires_payment_method",
+                },
+            }
+        },
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        _spend_down_to(alice.org, 1 * 10**9)
+    card_on_file.refresh_from_db()
+    assert not card_on_file.auto_recharge_enabled
+    assert "authenticate" in card_on_file.auto_recharge_stopped_reason
+    assert selectors.ledger_sum(organization=alice.org) == 1 * 10**9  # nothing credited
+    [mail] = mailoutbox
+    assert mail.to == ["alice@example.com"] and "Auto-recharge is off" in mail.subject
+    page = login(alice.user).get(f"/o/{alice.org.id}/billing/")
+    assert b'data-testid="auto-recharge-stopped"' in page.content
+    assert AuditLog.objects.filter(action="billing.auto_recharge").count() == 2
+
+
+def test_auto_recharge_needs_a_saved_card(stripe_on, alice):
+    with pytest.raises(services.BillingError, match="Buy credits once"):
+        services.auto_recharge_configure(
+            organization=alice.org,
+            enabled=True,
+            threshold_nanousd=10**9,
+            amount_cents=2000,
+            actor=alice.user,
+        )
