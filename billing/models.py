@@ -268,3 +268,17 @@ class Recharge(models.Model):
 
     def __str__(self) -> str:
         return f"Recharge {self.id} ({self.status})"
+
+
+class MeterReported(models.Model):
+    """A usage entry of a postpaid organization that Stripe's meter has received. The ledger
+    stays append-only: what was reported is kept beside it, written only after Stripe said
+    yes (the event's identifier, our entry id, makes a resend count once at Stripe)."""
+
+    entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, primary_key=True, related_name="+"
+    )
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Reported {self.entry_id}"

@@ -52,3 +52,11 @@ def send_auto_recharge_stopped_email(organization_id: str) -> None:
     from billing.services import auto_recharge_stopped_email
 
     auto_recharge_stopped_email(organization_id=organization_id)
+
+
+@shared_task(ignore_result=True)
+def report_meter_usage() -> int:
+    """Postpaid usage to Stripe's meter; a failed batch is sent again next time."""
+    from billing.services import meter_usage_report
+
+    return meter_usage_report()

@@ -20,7 +20,7 @@ from accounts.models import Organization
 from billing.exceptions import BillingError
 from billing.models import NANO_PER_USD, BillingAccount, LedgerEntry, Recharge, StripeEvent, TopUp
 from billing.services.ledger import _account_for_update, billing_account_for, ledger_post
-from billing.stripe_client import stripe_client
+from billing.stripe_client import STRIPE_API_VERSION, stripe_client
 
 logger = logging.getLogger(__name__)
 NANO_PER_CENT = NANO_PER_USD // 100
@@ -363,3 +363,74 @@ def auto_recharge_run(*, organization_id) -> Recharge | None:
         return recharge
     recharge.save()
     return recharge
+
+
+# --- Postpaid: usage to Stripe Billing Meters -----------------------------------------------
+
+
+def meter_usage_report(*, max_batches: int = 50) -> int:
+    """Send postpaid organizations' unreported usage entries to the meter through Stripe's
+    meter event stream, in batches. Each event's identifier is our ledger entry id, so a batch
+    resent after a failure counts once at Stripe; entries are marked only after success.
+    Returns how many entries were reported."""
+    from django.db.models import Exists, OuterRef
+
+    from billing.models import MeterReported, Plan
+
+    client = stripe_client()
+    if client is None:
+        return 0
+    pending = (
+        LedgerEntry.objects.filter(
+            kind=LedgerEntry.Kind.USAGE,
+            amount_nanousd__lt=0,
+            organization__billing_account__plan__kind=Plan.Kind.POSTPAID,
+        )
+        .exclude(organization__billing_account__stripe_customer_id="")
+        .exclude(Exists(MeterReported.objects.filter(entry_id=OuterRef("pk"))))
+        .order_by("id")
+        .values(
+            "id",
+            "amount_nanousd",
+            "occurred_at",
+            "organization__billing_account__stripe_customer_id",
+        )
+    )
+    reported = 0
+    stream = None
+    for _ in range(max_batches):
+        batch = list(pending[: settings.BILLING_METER_BATCH])
+        if not batch:
+            break
+        if stream is None:
+            session = client.v2.billing.meter_event_session.create()
+            # The stream takes the session's short-lived token, not our secret key.
+            stream = stripe.StripeClient(
+                session.authentication_token,
+                stripe_version=STRIPE_API_VERSION,
+                http_client=stripe.HTTPXClient(allow_sync_methods=True),
+                max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
+            )
+        stream.v2.billing.meter_event_stream.create(
+            params={
+                "events": [
+                    {
+                        "event_name": settings.STRIPE_METER_EVENT_NAME,
+                        "identifier": f"usage-{row['id']}",
+                        "timestamp": row["occurred_at"].isoformat(),
+                        "payload": {
+                            "stripe_customer_id": row[
+                                "organization__billing_account__stripe_customer_id"
+                            ],
+                            "value": str(-row["amount_nanousd"]),
+                        },
+                    }
+                    for row in batch
+                ]
+            }
+        )
+        MeterReported.objects.bulk_create(
+            [MeterReported(entry_id=row["id"]) for row in batch], ignore_conflicts=True
+        )
+        reported += len(batch)
+    return reported

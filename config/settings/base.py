@@ -368,3 +368,10 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 BILLING_TOPUP_MIN_CENTS = 500
 BILLING_TOPUP_MAX_CENTS = 100_000
 BILLING_TOPUP_PRESETS_CENTS = (1000, 2500, 5000, 10000)
+# Postpaid usage goes to this Stripe meter (value: nano-USD), every minute, in batches.
+STRIPE_METER_EVENT_NAME = env("STRIPE_METER_EVENT_NAME", default="llm_api_usage")
+BILLING_METER_BATCH = 100
+CELERY_BEAT_SCHEDULE["billing-report-meter-usage"] = {
+    "task": "billing.tasks.report_meter_usage",
+    "schedule": 60.0,
+}

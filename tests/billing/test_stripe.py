@@ -515,3 +515,70 @@ def test_auto_recharge_needs_a_saved_card(stripe_on, alice):
             amount_cents=2000,
             actor=alice.user,
         )
+
+
+# --- Postpaid meters ----------------------------------------------------------------------
+
+
+def test_postpaid_usage_goes_to_the_meter_in_batches_and_a_failed_batch_is_resent(
+    stripe_on, alice, settings
+):
+    from billing.holds.store import UsageRecord
+    from billing.models import MeterReported, Plan
+
+    settings.BILLING_METER_BATCH = 2
+    services.billing_account_set_plan(
+        organization=alice.org, plan=Plan.objects.get(kind=Plan.Kind.POSTPAID)
+    )
+    account = services.billing_account_for(organization=alice.org)
+    account.stripe_customer_id = "cus_post"
+    account.save()
+    services.usage_entries_write(
+        records=[
+            UsageRecord(
+                reference=f"gen-meter-{i}",
+                organization_id=str(alice.org.id),
+                key_id=None,
+                cost_nanousd=1000 * (i + 1),
+                occurred_at=timezone.now(),
+            )
+            for i in range(3)
+        ]
+    )
+    ids = list(
+        LedgerEntry.objects.filter(reference__startswith="gen-meter-")
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    stripe_on.post(f"{API}/v2/billing/meter_event_session").respond(
+        200,
+        json={
+            "id": "mes_1",
+            "object": "v2.billing.meter_event_session",
+            "authentication_token": "tok_session",
+            "created": "2026-11-24T00:00:00.000Z",
+            "expires_at": "2026-11-24T00:15:00.000Z",
+            "livemode": False,
+        },
+    )
+    stream = stripe_on.post("https://meter-events.stripe.com/v2/billing/meter_event_stream")
+    stream.side_effect = [
+        respx.MockResponse(200, json={}),
+        respx.MockResponse(500, json={"error": {"type": "api_error", "message": "down"}}),
+        respx.MockResponse(200, json={}),
+    ]
+    with pytest.raises(stripe.StripeError):
+        services.meter_usage_report()
+    assert MeterReported.objects.count() == 2  # the first batch got through
+    assert services.meter_usage_report() == 1  # the failed one, sent again
+    assert services.meter_usage_report() == 0
+    sent = [json.loads(call.request.content)["events"] for call in stream.calls]
+    identifiers = [[e["identifier"] for e in batch] for batch in sent]
+    assert identifiers == [
+        [f"usage-{ids[0]}", f"usage-{ids[1]}"],
+        [f"usage-{ids[2]}"],
+        [f"usage-{ids[2]}"],
+    ]
+    assert [e["payload"]["value"] for e in sent[0]] == ["1000", "2000"]
+    assert {e["payload"]["stripe_customer_id"] for batch in sent for e in batch} == {"cus_post"}
+    assert stream.calls[0].request.headers["Authorization"] == "Bearer tok_session"
