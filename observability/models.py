@@ -77,6 +77,8 @@ class RequestLog(models.Model):
         indexes = [
             # The explorer's filters, each newest first (keyset pagination on received_at, id).
             models.Index(fields=["organization", "-received_at", "-id"], name="obs_log_org_time"),
+            # Retention finds the oldest logs of every organization at once.
+            models.Index(fields=["received_at"], name="obs_log_received"),
             models.Index(
                 fields=["organization", "model", "-received_at"], name="obs_log_org_model"
             ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from observability.services import request_logs_flush
+from observability.services import request_logs_flush, request_logs_purge
 
 
 @shared_task(ignore_result=True)
@@ -20,3 +20,9 @@ def flush_request_logs() -> int:
         settings.OBSERVABILITY_QUEUE_STALE_SECONDS if settings.OBSERVABILITY_WRITE_IN_PROCESS else 0
     )
     return request_logs_flush(min_age=min_age)
+
+
+@shared_task(ignore_result=True)
+def purge_request_logs() -> int:
+    """Logs past the retention period go, a small batch at a time."""
+    return request_logs_purge()

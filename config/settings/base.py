@@ -375,3 +375,11 @@ CELERY_BEAT_SCHEDULE["billing-report-meter-usage"] = {
     "task": "billing.tasks.report_meter_usage",
     "schedule": 60.0,
 }
+# Request logs older than this are purged (rollups stay), in batches of LOG_PURGE_BATCH.
+LOG_RETENTION_DAYS = env.int("LLMAPI_LOG_RETENTION_DAYS", default=30)
+LOG_PURGE_BATCH = env.int("LLMAPI_LOG_PURGE_BATCH", default=1000)
+LOG_PURGE_MAX_BATCHES = env.int("LLMAPI_LOG_PURGE_MAX_BATCHES", default=500)
+CELERY_BEAT_SCHEDULE["observability-purge-request-logs"] = {
+    "task": "observability.tasks.purge_request_logs",
+    "schedule": 600.0,
+}

@@ -6,9 +6,16 @@ from django.conf import settings
 
 from observability.services.log_settings import log_settings_update
 from observability.services.logs import request_logs_write
+from observability.services.retention import request_logs_purge
 from observability.services.rollups import rollups_add
 
-__all__ = ["log_settings_update", "request_logs_flush", "request_logs_write", "rollups_add"]
+__all__ = [
+    "log_settings_update",
+    "request_logs_flush",
+    "request_logs_purge",
+    "request_logs_write",
+    "rollups_add",
+]
 
 
 def request_logs_flush(*, max_batches: int | None = None, min_age: float = 0.0) -> int:
