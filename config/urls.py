@@ -12,6 +12,7 @@ from billing import urls as billing_urls
 from billing import views as billing_views
 from observability import urls as observability_urls
 from observability.api import GenerationApi
+from observability.metrics import metrics_view
 from routing import urls as routing_urls
 
 
@@ -46,6 +47,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi"), name="api_docs"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("favicon.ico", favicon),
 ]
 

@@ -14,6 +14,10 @@ class ObservabilityConfig(AppConfig):
 
         # Every finished generation goes to this process's buffer (no I/O on the hot path).
         events.subscribe(log_buffer.sink)
+        from observability import metrics
+
+        events.subscribe(metrics.record_generation)
+        events.subscribe_refusals(metrics.record_refusal)
         # What is still buffered when the process ends is pushed (the ASGI lifespan hook
         # does the same at a graceful shutdown, while the event loop still runs).
         atexit.register(log_buffer.shutdown)

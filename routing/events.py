@@ -42,6 +42,23 @@ class GenerationEvent:
 
 Sink = Callable[[GenerationEvent], None]
 _sinks: list[Sink] = []
+# Requests refused before any provider was called: (reason, limit) -> None.
+RefusalSink = Callable[[str, str], None]
+_refusal_sinks: list[RefusalSink] = []
+
+
+def subscribe_refusals(sink: RefusalSink) -> None:
+    if sink not in _refusal_sinks:
+        _refusal_sinks.append(sink)
+
+
+def request_refused(reason: str, limit: str) -> None:
+    """reason: rate_limit | spend; limit: which one (rpm, tpm, key_spend_limit, ...)."""
+    for sink in _refusal_sinks:
+        try:
+            sink(reason, limit)
+        except Exception:
+            logger.exception("a refusal sink failed")
 
 
 def subscribe(sink: Sink) -> None:

@@ -130,6 +130,7 @@ async def admit(key: AuthenticatedKey, *, tokens: int) -> dict[str, str]:
         ) from None
     headers = rate_limit_headers(decision)
     if not decision.allowed:
+        events.request_refused("rate_limit", str(decision.refused_by))
         if decision.too_large:
             raise GatewayError(
                 429,
@@ -236,6 +237,7 @@ async def hold(admission: Admission) -> None:
             headers={"retry-after": "1", **admission.headers},
         ) from None
     if not result.allowed:
+        events.request_refused("spend", str(result.refused_by))
         code = (
             "insufficient_quota"
             if result.refused_by == "insufficient_quota"

@@ -35,6 +35,7 @@ def test_check_deploy_passes_under_production_settings():
         # Generated per run: production secrets never have a default or a fixture value.
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "LLMAPI_API_KEY_PEPPER": secrets.token_urlsafe(32),
+        "LLMAPI_METRICS_TOKEN": secrets.token_urlsafe(32),
     }
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -42,11 +43,12 @@ def test_check_deploy_passes_under_production_settings():
 
 
 def test_production_refuses_to_start_without_its_secrets():
-    for missing in ("DJANGO_SECRET_KEY", "LLMAPI_API_KEY_PEPPER"):
+    for missing in ("DJANGO_SECRET_KEY", "LLMAPI_API_KEY_PEPPER", "LLMAPI_METRICS_TOKEN"):
         env = {
             **PRODUCTION_ENV,
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "LLMAPI_API_KEY_PEPPER": secrets.token_urlsafe(32),
+            "LLMAPI_METRICS_TOKEN": secrets.token_urlsafe(32),
         }
         del env[missing]
         result = _manage("check", env=env)

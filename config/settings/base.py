@@ -383,3 +383,5 @@ CELERY_BEAT_SCHEDULE["observability-purge-request-logs"] = {
     "task": "observability.tasks.purge_request_logs",
     "schedule": 600.0,
 }
+# /metrics (Prometheus) asks for this bearer token when set; production requires one.
+METRICS_TOKEN = env("LLMAPI_METRICS_TOKEN", default="")

@@ -8,6 +8,8 @@ from .base import env
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 API_KEY_PEPPER = env("LLMAPI_API_KEY_PEPPER")
+# /metrics is never open to the internet.
+METRICS_TOKEN = env("LLMAPI_METRICS_TOKEN")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 
 # https://docs.djangoproject.com/en/6.1/howto/deployment/checklist/
