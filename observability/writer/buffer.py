@@ -42,7 +42,7 @@ class LogBuffer:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._push_lock = threading.Lock()
-        self._cycle_lock = threading.Lock()
+        self._cycle_lock = threading.RLock()  # tests may hold it around a teardown
         # The server's event loop, where the live consumers of the embedded default live.
         self.loop: asyncio.AbstractEventLoop | None = None
         self._body_orgs: dict[str, int] = {}
@@ -93,6 +93,13 @@ class LogBuffer:
         """Hold the background thread off (for tests that drive the writer themselves)."""
         with self._cycle_lock:
             yield
+
+    def discard(self) -> int:
+        """Drop what is buffered (a test whose database is gone). Returns how many."""
+        with self._push_lock:
+            dropped = len(self._items)
+            self._items.clear()
+        return dropped
 
     def _cycle(self) -> None:
         live.use_loop(self.loop)
