@@ -38,3 +38,6 @@ MAILERS = {
         },
     }
 }
+
+# One JSON object per line, with the request id, for the log pipeline.
+LOGGING["handlers"]["console"]["formatter"] = env("LLMAPI_LOG_FORMAT", default="json")  # noqa: F405

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import re
+import uuid
 
 import orjson
 from adrf.views import APIView
@@ -11,9 +13,11 @@ from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 
 from accounts.selectors import AuthenticatedKey, KeyRejected, api_key_authenticate_async
+from config.logging import request_id
 from routing.errors import GatewayError
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
 class OrjsonParser(BaseParser):
@@ -60,6 +64,11 @@ class GatewayApiView(APIView):
     renderer_classes = [OrjsonRenderer, EventStreamRenderer]
 
     async def async_dispatch(self, request, *args, **kwargs):
+        # Every log line of this request carries its id (config.logging), and so does the
+        # answer; a caller's own X-Request-Id is kept when it is a sane token.
+        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        rid = given if _REQUEST_ID.fullmatch(given) else f"req_{uuid.uuid4().hex}"
+        request_id.set(rid)
         self.args = args
         self.kwargs = kwargs
         request = self.initialize_request(request, *args, **kwargs)
@@ -77,6 +86,7 @@ class GatewayApiView(APIView):
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(request, response, *args, **kwargs)
+        self.response["x-request-id"] = rid
         return self.response
 
 
