@@ -212,3 +212,36 @@ class OrganizationLogSettings(models.Model):
 
     def __str__(self) -> str:
         return f"log settings of {self.organization_id}"
+
+
+# Fixed histogram buckets for endpoint health: a percentile is reported as the upper bound of
+# the bucket it falls in (the last bucket reports its lower bound, "at least").
+TTFT_BOUNDS_MS = (100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000)
+TPS_BOUNDS = (10, 25, 50, 75, 100, 150, 200, 300, 500)
+
+
+class EndpointHealthMinute(models.Model):
+    """One endpoint (provider x model) in one minute of real traffic, counted by attempt:
+    what its uptime, time to first token and throughput are read from (never the logs)."""
+
+    id = models.BigAutoField(primary_key=True)
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=120)
+    minute = models.DateTimeField()
+    ok = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    rate_limited = models.PositiveIntegerField(default=0)  # not counted in uptime
+    # len(BOUNDS) + 1 buckets each, as JSON lists of counts (merged in Python on write).
+    ttft = models.JSONField(default=list)
+    tps = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model", "minute"], name="obs_health_endpoint_minute"
+            )
+        ]
+        indexes = [models.Index(fields=["minute"], name="obs_health_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.model}@{self.provider} {self.minute:%Y-%m-%d %H:%M}"

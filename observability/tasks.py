@@ -26,3 +26,11 @@ def flush_request_logs() -> int:
 def purge_request_logs() -> int:
     """Logs past the retention period go, a small batch at a time."""
     return request_logs_purge()
+
+
+@shared_task(ignore_result=True)
+def share_endpoint_health() -> int:
+    """Measured endpoint health to the router of every process."""
+    from observability.health import endpoint_health_share
+
+    return endpoint_health_share()

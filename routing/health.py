@@ -68,6 +68,15 @@ class EndpointHealth:
 class HealthBook:
     def __init__(self) -> None:
         self._by_key: dict[str, EndpointHealth] = {}
+        # Platform-wide figures measured from every process's traffic (observability
+        # publishes them): what a process that has not called an endpoint yet goes by.
+        self._measured: dict[str, tuple[float | None, float | None]] = {}
+
+    def set_measured(self, figures: dict[str, dict]) -> None:
+        """{endpoint key: {"ttft_ms_p50", "throughput_p50"}} from routing.services."""
+        self._measured = {
+            key: (f.get("ttft_ms_p50"), f.get("throughput_p50")) for key, f in figures.items()
+        }
 
     def get(self, key: str) -> EndpointHealth:
         health = self._by_key.get(key)
@@ -78,7 +87,11 @@ class HealthBook:
     def medians(self, key: str) -> tuple[float | None, float | None]:
         """(p50 time to first token ms, p50 tokens/s) measured for an endpoint, if any."""
         health = self._by_key.get(key)
-        return health.medians() if health is not None else (None, None)
+        if health is not None:
+            ttft, tps = health.medians()
+            if ttft is not None or tps is not None:
+                return ttft, tps
+        return self._measured.get(key, (None, None))
 
     def reset(self) -> None:
         self._by_key.clear()

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider
-from routing.snapshot import CATALOG_VERSION_CACHE_KEY
+from routing.snapshot import CATALOG_VERSION_CACHE_KEY, MEASURED_HEALTH_CACHE_KEY
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "catalog.json"
 NANO_PER_USD = 1_000_000_000
@@ -119,3 +119,13 @@ def _upsert(model, lookup: dict, values: dict):
     if changed:
         obj.save(update_fields=changed)
     return obj, int(bool(changed))
+
+
+def endpoint_health_publish(*, figures: dict[str, dict[str, Any]]) -> None:
+    """Endpoint health measured from every process's traffic ({"<model>@<provider>":
+    {"ttft_ms_p50", "throughput_p50", "uptime_30m"}}): this process uses it at once, the
+    others at their next catalog check (no query on the request path)."""
+    from routing.health import health_book
+
+    cache.set(MEASURED_HEALTH_CACHE_KEY, figures, 3600)
+    health_book.set_measured(figures)

@@ -220,6 +220,11 @@ class SnapshotHolder:
         if snapshot is not None and now - self._checked_at < settings.CATALOG_REFRESH_SECONDS:
             return snapshot
         version = await cache.aget(CATALOG_VERSION_CACHE_KEY)
+        measured = await cache.aget(MEASURED_HEALTH_CACHE_KEY)
+        if measured is not None:
+            from routing.health import health_book
+
+            health_book.set_measured(measured)
         if snapshot is None or version is None or version != snapshot.version:
             snapshot = await run_db(build_snapshot)
             self._snapshot = snapshot
@@ -229,4 +234,6 @@ class SnapshotHolder:
 
 
 CATALOG_VERSION_CACHE_KEY = "routing:catalog-version"
+# Endpoint health measured from all traffic (routing.services.endpoint_health_publish).
+MEASURED_HEALTH_CACHE_KEY = "routing:measured-health"
 catalog = SnapshotHolder()

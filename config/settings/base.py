@@ -395,3 +395,7 @@ CELERY_BEAT_SCHEDULE["observability-purge-request-logs"] = {
 }
 # /metrics (Prometheus) asks for this bearer token when set; production requires one.
 METRICS_TOKEN = env("LLMAPI_METRICS_TOKEN", default="")
+CELERY_BEAT_SCHEDULE["observability-share-endpoint-health"] = {
+    "task": "observability.tasks.share_endpoint_health",
+    "schedule": 30.0,
+}

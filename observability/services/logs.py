@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from accounts.models import Organization
+from observability.health import health_add
 from observability.models import (
     OrganizationLogSettings,
     RequestAttempt,
@@ -219,6 +220,7 @@ def request_logs_write(*, records: list[dict[str, Any]]) -> list[RequestLog]:
     ]
     RequestAttempt.objects.bulk_create(attempts, batch_size=500)
     rollups_add(logs=logs)
+    health_add(logs=logs, attempts=attempts)
     if settings.OBSERVABILITY_LIVE_UPDATES:
         from observability import live
 
