@@ -95,6 +95,7 @@ class HealthBook:
 
     def reset(self) -> None:
         self._by_key.clear()
+        self._measured = {}
 
     def available(self, key: str, now: float | None = None) -> bool:
         """May a request go to this endpoint now? A half-open circuit lets one probe through."""

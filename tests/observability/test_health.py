@@ -80,11 +80,13 @@ def test_no_traffic_means_no_figures(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_router_orders_by_measured_latency_from_the_shared_figures(gateway, alice):
+def test_the_router_orders_by_measured_latency_from_the_shared_figures(gateway, alice, request):
     import httpx
+    from django.core.cache import cache
 
     from observability.health import endpoint_health_share
     from routing.health import health_book
+    from routing.snapshot import MEASURED_HEALTH_CACHE_KEY
 
     base_url, secret = gateway
     # Traffic seen by other processes: Vertex answers its first token in 150 ms, AI Studio
@@ -95,6 +97,7 @@ def test_the_router_orders_by_measured_latency_from_the_shared_figures(gateway, 
         _write(alice.org, minutes_ago=1, attempts=[attempt(duration_ms=2500)])
     health_book.reset()  # this process has measured nothing itself
     assert endpoint_health_share() == 2
+    request.addfinalizer(lambda: cache.delete(MEASURED_HEALTH_CACHE_KEY))
     assert health_book.medians("google/gemini-3.1-flash-lite@vertex-ai") == (200.0, 200.0)
     reply = httpx.post(
         f"{base_url}/chat/completions",
