@@ -10,6 +10,7 @@ from accounts import urls as accounts_urls
 from accounts import views as accounts_views
 from billing import urls as billing_urls
 from billing import views as billing_views
+from observability import public as public_pages
 from observability import urls as observability_urls
 from observability.api import GenerationApi
 from observability.metrics import metrics_view
@@ -46,6 +47,8 @@ urlpatterns = [
     path("v1/", include("routing.api.urls")),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi"), name="api_docs"),
     path("admin/", admin.site.urls),
+    path("models/", public_pages.model_list, name="public_models"),
+    path("models/<path:model_id>/", public_pages.model_detail, name="public_model"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("favicon.ico", favicon),

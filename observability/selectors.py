@@ -351,3 +351,9 @@ def log_settings_body_orgs() -> dict[str, int]:
             "organization_id", "max_body_bytes"
         )
     }
+
+
+def platform_figures(*, now: datetime | None = None) -> dict[str, Any]:
+    """The public pages' 30-day totals across every organization: one aggregate of rollups."""
+    rows = UsageRollup.objects.filter(hour__gte=window_start(now))
+    return figures_from_sums(rows.aggregate(**{name: Sum(name) for name in _SUMS}))

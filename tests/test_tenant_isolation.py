@@ -29,7 +29,7 @@ NOT_TENANT_SCOPED = {
 # may answer (tested in tests/accounts/test_views_members.py).
 CAPABILITY_URLS = {"invitation_respond"}
 # Ids of public, shared things: the model catalog belongs to no tenant.
-PUBLIC_URLS = {"v1_model"}
+PUBLIC_URLS = {"v1_model", "public_model"}
 
 
 def _walk(patterns, prefix=""):
