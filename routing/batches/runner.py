@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 
 from accounts.selectors import KeyRejected, api_key_authenticated_by_id
 from config.db import run_db
@@ -40,6 +41,46 @@ def _global_slots() -> asyncio.Semaphore:
         if sem is None:
             sem = _global[loop_id] = asyncio.Semaphore(settings.BATCH_GLOBAL_CONCURRENCY)
         return sem
+
+
+class SharedSlots:
+    """A cap shared by every worker process through the cache (Redis in production): a
+    counter of calls in flight. A dead worker's slots come back when the counter's key
+    expires (BATCH_LEASE_SECONDS after it was made), so a crash never blocks batches for
+    good; until then the cap is merely stricter."""
+
+    def __init__(self, key: str, cap: int) -> None:
+        self.key = key
+        self.cap = cap
+
+    async def __aenter__(self) -> None:
+        while True:
+            await cache.aadd(self.key, 0, timeout=settings.BATCH_LEASE_SECONDS)
+            try:
+                taken = await cache.aincr(self.key)
+            except ValueError:  # expired between add and incr
+                continue
+            if taken <= self.cap:
+                return
+            await self._give_back()
+            await asyncio.sleep(0.02)
+
+    async def __aexit__(self, *exc) -> None:
+        await self._give_back()
+
+    async def _give_back(self) -> None:
+        try:
+            await cache.adecr(self.key)
+        except ValueError:
+            pass  # the key expired meanwhile: nothing to give back
+
+
+def org_slots(organization_id) -> SharedSlots:
+    return SharedSlots(f"batches:inflight:{organization_id}", settings.BATCH_ORG_CONCURRENCY)
+
+
+def all_slots() -> SharedSlots:
+    return SharedSlots("batches:inflight:all", settings.BATCH_GLOBAL_CONCURRENCY)
 
 
 # Upstream calls in flight in this process, and the most seen at once (bench/batches.py).
@@ -83,7 +124,9 @@ def _error(error: GatewayError) -> dict[str, Any]:
 
 
 async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore) -> Outcome:
-    async with slots, _global_slots():
+    # This runner's cap, this process's, then the organization's and the platform's across
+    # every worker.
+    async with slots, _global_slots(), org_slots(batch.organization_id), all_slots():
         # One generation id per item and attempt: a run cut short by a dead worker and run
         # again holds, settles and bills as the same generation.
         generation_id = f"gen-b{item['id']}a{item['attempts']}"

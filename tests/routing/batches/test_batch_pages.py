@@ -3,6 +3,7 @@ WebSocket, downloads and cancel; members only."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
@@ -109,3 +110,25 @@ def test_another_tenant_cannot_see_a_batch(alice, charlie, login):
     assert client.get(f"/o/{charlie.org.id}/batches/{batch.id}/").status_code == 404
     assert client.get(f"/o/{alice.org.id}/batches/{batch.id}/").status_code == 404
     assert batch.id not in client.get(f"/o/{charlie.org.id}/batches/").content.decode()
+
+
+async def test_two_batches_of_one_organization_share_its_cap(sim, gateway, alice, settings):
+    from django.core.cache import cache
+
+    from routing.batches import runner
+
+    settings.BATCH_ORG_CONCURRENCY = 3
+    for slug in ("google-ai-studio", "vertex-ai", "openrouter", "private-vllm"):
+        await _sync(lambda s=slug: sim.set(s, latency_ms=60))
+    first = await _sync(_batch, alice, 8)
+    second = await _sync(_batch, alice, 8)
+    runner.concurrency["max"] = 0
+    try:
+        statuses = await asyncio.gather(run_batch(first.id), run_batch(second.id))
+    finally:
+        await close_client()
+    assert statuses == ["completed", "completed"]
+    # Two runners with a cap of 3 each would reach 6 calls at once; the organization's
+    # shared cap (the cache, so across worker processes too) holds them to 3 together.
+    assert runner.concurrency["max"] == 3
+    assert await cache.aget(f"batches:inflight:{alice.org.id}") == 0
