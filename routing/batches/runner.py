@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ from routing.validation import parse_chat, parse_embeddings
 
 logger = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+# Generation ids of batch items: the same item and attempt always get the same id.
+_ITEM_IDS = uuid.UUID("5d0c1a36-8f0e-4a55-9a55-6c1b0e3f7a10")
 
 _global_lock = threading.Lock()
 _global: dict[int, asyncio.Semaphore] = {}
@@ -129,7 +132,7 @@ async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Sema
     async with slots, _global_slots(), org_slots(batch.organization_id), all_slots():
         # One generation id per item and attempt: a run cut short by a dead worker and run
         # again holds, settles and bills as the same generation.
-        generation_id = f"gen-b{item['id']}a{item['attempts']}"
+        generation_id = f"gen-{uuid.uuid5(_ITEM_IDS, f'{item["id"]}:{item["attempts"]}').hex}"
         concurrency["now"] += 1
         concurrency["max"] = max(concurrency["max"], concurrency["now"])
         try:

@@ -99,7 +99,8 @@ def test_a_killed_worker_loses_and_repeats_nothing(openai_client, sim, alice, sh
     past = timezone.now() - timedelta(seconds=1)
     Batch.objects.filter(pk=batch.id).update(runner_lease_until=past)
     BatchItem.objects.filter(batch_id=batch.id, status="running").update(lease_until=past)
-    assert batch_run(batch.id) == "completed"
+    status = batch_run(batch.id)
+    assert status == "completed", Batch.objects.values("paused_reason", "status").get(pk=batch.id)
 
     after = dict(
         BatchItem.objects.filter(batch_id=batch.id, id__in=before).values_list(
