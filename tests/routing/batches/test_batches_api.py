@@ -91,6 +91,18 @@ def test_openai_sdk_round_trip(openai_client, sim, alice):
         Decimal(str(done.model_extra["cost"])) * NANO
     )
 
+    # Each upstream call is a generation like any other: logged for the organization.
+    from observability.models import RequestLog
+    from observability.writer import flush_now, log_buffer
+
+    with log_buffer.paused():  # not while the writer's thread is half-way through a cycle
+        flush_now()
+    request_ids = {r["response"]["request_id"] for r in out}
+    assert (
+        RequestLog.objects.filter(organization=alice.org, generation_id__in=request_ids).count()
+        == 2
+    )
+
     listed = openai_client.batches.list(limit=10)
     assert [b.id for b in listed.data] == [batch.id]
     assert openai_client.files.delete(file_id).deleted
