@@ -93,7 +93,8 @@ class HoldResult:
     allowed: bool
     hold_id: str
     amount_nanousd: int
-    # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" when refused.
+    # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" when refused, or
+    # "hold_id_used" for a hold id that already ended (its generation was billed).
     refused_by: str | None = None
     message: str = ""
     # What is left on each limit after this hold (before it, when refused); None when that
@@ -236,6 +237,7 @@ async def hold_place(
             hold_id=hold_id,
             amount_nanousd=amount_nanousd,
             message="" if outcome.dup_state == "held" else "This hold id was already used.",
+            refused_by=None if outcome.dup_state == "held" else "hold_id_used",
         )
     allowed = outcome.status == "ok"
     remaining: dict[str, int | None] = {KEY: None, ORG: None, BALANCE: None}

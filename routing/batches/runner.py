@@ -103,9 +103,9 @@ def db(fn, /, **kwargs):
 
 
 async def _call(
-    key, endpoint: str, body: dict[str, Any], generation_id: str
+    key, endpoint: str, body: dict[str, Any], generation_id: str, *, free: bool = False
 ) -> tuple[dict[str, Any], int]:
-    discount = settings.BATCH_DISCOUNT_PERCENT
+    discount = 100 if free else settings.BATCH_DISCOUNT_PERCENT
     if endpoint == "/v1/embeddings":
         model, inputs, clean = parse_embeddings(body)
         answer, _ = await gateway.embed(
@@ -136,7 +136,19 @@ async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Sema
         concurrency["now"] += 1
         concurrency["max"] = max(concurrency["max"], concurrency["now"])
         try:
-            answer, cost = await _call(key, batch.endpoint, item["body"], generation_id)
+            try:
+                answer, cost = await _call(key, batch.endpoint, item["body"], generation_id)
+            except GatewayError as error:
+                if (
+                    error.status_code != 402
+                    or (error.metadata or {}).get("limit") != "hold_id_used"
+                ):
+                    raise
+                # This attempt ran before in a worker that died after it was billed but before
+                # its answer was saved: run it again, without billing it a second time.
+                answer, cost = await _call(
+                    key, batch.endpoint, item["body"], f"{generation_id[:-8]}{'f' * 8}", free=True
+                )
         except GatewayError as error:
             failure = error
         else:
