@@ -1,4 +1,5 @@
-"""The live overview's WebSocket: /ws/orgs/<org_id>/live/.
+"""The live WebSockets: the overview's /ws/orgs/<org_id>/live/, and the public pages'
+/ws/platform/live/ (PlatformTotalsConsumer, at the end).
 
 Only a logged-in member of the organization gets in (anyone else is refused with close code
 4403 before the handshake completes). On joining, the member gets the current figures, then one
@@ -12,7 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.selectors import membership_find
 from observability import live
-from observability.selectors import overview_figures
+from observability.selectors import overview_figures, platform_figures
 
 CLOSE_FORBIDDEN = 4403
 
@@ -58,3 +59,31 @@ class LiveOverviewConsumer(AsyncJsonWebsocketConsumer):
     async def batch_progress(self, event) -> None:
         """A batch of the organization moved (routing.batches.live)."""
         await self.send_json({"type": "batch", "batch": event["data"]})
+
+
+def _platform_totals() -> dict:
+    figures = platform_figures()
+    return {name: figures[name] for name in (*live.PLATFORM_COUNTS, "uptime")}
+
+
+class PlatformTotalsConsumer(AsyncJsonWebsocketConsumer):
+    """/ws/platform/live/: the public model pages' 30-day platform totals, for anyone.
+
+    On joining: the totals; then, per written batch of anyone's requests, what it added
+    (counts only: nothing about who made them)."""
+
+    async def connect(self) -> None:
+        # Joined before the totals are read, so no batch falls between the two.
+        await self.channel_layer.group_add(live.PLATFORM_GROUP, self.channel_name)
+        await self.accept()
+        totals = await database_sync_to_async(_platform_totals)()
+        await self.send_json({"type": "snapshot", "totals": totals})
+
+    async def disconnect(self, code) -> None:
+        await self.channel_layer.group_discard(live.PLATFORM_GROUP, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        """One-way, like the organization's stream."""
+
+    async def platform_update(self, event) -> None:
+        await self.send_json({"type": "update", **event["data"]})

@@ -2,6 +2,10 @@
 group message on `org.<id>` with its fresh 30-day figures (read from the rollups) and what the
 batch added (per model and per key for today, and the new requests themselves).
 
+The public model pages get one message per batch on the `platform` group: what the batch added
+to the platform's totals (counts only, worked out from the batch itself, so a busy writer runs
+no query for them); each page adds it to the totals it was given on joining.
+
 Where the message is sent from matters for the in-memory channel layer of the embedded
 default: its queues belong to the server's event loop, so the writer thread hands the sends to
 that loop (use_loop). Through channels_redis any process and loop can send.
@@ -24,6 +28,10 @@ from observability.models import RequestLog
 logger = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "overview.update"
+PLATFORM_GROUP = "platform"
+PLATFORM_MESSAGE_TYPE = "platform.update"
+# What the public totals add up; uptime is worked out from requests, errors and rate limits.
+PLATFORM_COUNTS = ("requests", "errors", "rate_limited", "prompt_tokens", "completion_tokens")
 RECENT_PER_MESSAGE = 20
 _target = threading.local()
 
@@ -80,6 +88,17 @@ def _delta(logs: list[RequestLog]) -> dict[str, Any]:
     return {dimension: list(items.values()) for dimension, items in by.items()}
 
 
+def platform_delta(logs: list[RequestLog]) -> dict[str, int]:
+    from observability.services.rollups import log_increments
+
+    delta = dict.fromkeys(PLATFORM_COUNTS, 0)
+    for log in logs:
+        increments = log_increments(log)
+        for name in PLATFORM_COUNTS:
+            delta[name] += int(increments[name])
+    return delta
+
+
 def messages_for(logs: list[RequestLog]) -> list[tuple[str, dict[str, Any]]]:
     from observability.selectors import overview_figures
 
@@ -95,6 +114,9 @@ def messages_for(logs: list[RequestLog]) -> list[tuple[str, dict[str, Any]]]:
             "recent": [log_summary(log) for log in recent[:RECENT_PER_MESSAGE]],
         }
         messages.append((group_for(organization_id), {"type": MESSAGE_TYPE, "data": data}))
+    if logs:
+        platform = {"type": PLATFORM_MESSAGE_TYPE, "data": {"delta": platform_delta(logs)}}
+        messages.append((PLATFORM_GROUP, platform))
     return messages
 
 

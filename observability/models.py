@@ -192,6 +192,7 @@ class LogQueueItem(models.Model):
 class OrganizationLogSettings(models.Model):
     """Per organization: whether prompt and response bodies are kept (off by default)."""
 
+    MIN_BODY_BYTES = 1024
     MAX_BODY_BYTES_CEILING = 64 * 1024
 
     organization = models.OneToOneField(

@@ -65,10 +65,10 @@ def usd_display(nano: int) -> str:
     return "$" + text.rstrip("0").rstrip(".")
 
 
-def window_start(now: datetime | None = None) -> datetime:
-    """Midnight UTC of the first of the last 30 days (today included)."""
+def window_start(now: datetime | None = None, days: int = WINDOW_DAYS) -> datetime:
+    """Midnight UTC of the first of the last `days` days (today included)."""
     today = (now or timezone.now()).astimezone(UTC).date()
-    start = today - timedelta(days=WINDOW_DAYS - 1)
+    start = today - timedelta(days=days - 1)
     return datetime(start.year, start.month, start.day, tzinfo=UTC)
 
 
@@ -203,6 +203,108 @@ def usage_by_model(
         )
         result.append(figures)
     return result
+
+
+# The usage page ------------------------------------------------------------------------------
+
+USAGE_DIMENSIONS = {"model": "model", "key": "key_id", "provider": "provider"}
+_USAGE_SUMS = {
+    "requests": Sum("requests"),
+    "errors": Sum("errors"),
+    "rate_limited": Sum("rate_limited"),
+    "prompt_tokens": Sum("prompt_tokens"),
+    "completion_tokens": Sum("completion_tokens"),
+    "cached_tokens": Sum("cached_tokens"),
+    "reasoning_tokens": Sum("reasoning_tokens"),
+    "cost_nanousd": Sum("cost_nanousd"),
+    "latency_ms_sum": Sum("latency_ms_sum"),
+}
+
+
+def _usage_figures(row: dict[str, Any]) -> dict[str, Any]:
+    figures = {name: row.get(name) or 0 for name in _USAGE_SUMS}
+    requests = int(figures["requests"])
+    cost = int(figures["cost_nanousd"])
+    return {
+        **{name: int(value) for name, value in figures.items() if name != "latency_ms_sum"},
+        "tokens": int(figures["prompt_tokens"]) + int(figures["completion_tokens"]),
+        "cost_usd": usd(cost),
+        "cost_display": usd_display(cost),
+        "avg_latency_ms": round(figures["latency_ms_sum"] / requests) if requests else None,
+    }
+
+
+def usage_breakdown(
+    *,
+    organization: Organization,
+    by: str,
+    days: int = WINDOW_DAYS,
+    now: datetime | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The last `days` days' usage per model, key or provider, and per day, from the rollups
+    (two aggregate queries, plus the key names when grouping by key)."""
+    column = USAGE_DIMENSIONS[by]
+    start = window_start(now, days)
+    rollups = UsageRollup.objects.filter(organization=organization, hour__gte=start)
+    if by == "key" and labels is None:
+        labels = key_labels(organization=organization)
+    rows = []
+    for row in rollups.values(column).annotate(**_USAGE_SUMS).order_by("-cost_nanousd", column):
+        name = str(row[column])
+        rows.append(
+            {
+                "name": name,
+                "label": key_label(labels or {}, name) if by == "key" else name,
+                **_usage_figures(row),
+            }
+        )
+    total = _usage_figures(
+        {name: sum(r[name] for r in rows) for name in _USAGE_SUMS if name != "latency_ms_sum"}
+    )
+    latency_sum = sum((r["avg_latency_ms"] or 0) * r["requests"] for r in rows)
+    total["avg_latency_ms"] = round(latency_sum / total["requests"]) if total["requests"] else None
+    for row in rows:
+        row["cost_share"] = (
+            round(row["cost_nanousd"] * 100 / total["cost_nanousd"], 1)
+            if total["cost_nanousd"]
+            else None
+        )
+    by_day: dict[date, dict[str, Any]] = {}
+    daily = (
+        rollups.annotate(day=TruncDate("hour", tzinfo=UTC))
+        .values("day")
+        .annotate(**_USAGE_SUMS)
+        .order_by("-day")
+    )
+    for row in daily:
+        day = row["day"].date() if isinstance(row["day"], datetime) else row["day"]
+        by_day[day] = _usage_figures(row)
+    first = start.date()
+    today = first + timedelta(days=days - 1)
+    days_list = [
+        {
+            "day": today - timedelta(days=i),
+            **by_day.get(today - timedelta(days=i), _usage_figures({})),
+        }
+        for i in range(days)
+    ]
+    return {"rows": rows, "total": total, "days": days_list, "since": first, "until": today}
+
+
+def usage_export_rows(
+    *, organization: Organization, days: int = WINDOW_DAYS, now: datetime | None = None
+):
+    """Per day x model x provider x key over the last `days` days, for the CSV export."""
+    rollups = UsageRollup.objects.filter(
+        organization=organization, hour__gte=window_start(now, days)
+    )
+    return (
+        rollups.annotate(day=TruncDate("hour", tzinfo=UTC))
+        .values("day", "model", "provider", "key_id")
+        .annotate(**_USAGE_SUMS)
+        .order_by("day", "model", "provider", "key_id")
+    )
 
 
 # The logs explorer ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Dashboard pages: the live overview, the logs explorer (list, detail, CSV export)."""
+"""Dashboard pages: the live overview, the logs explorer (list, detail, CSV export) and the
+log settings (whether bodies are kept)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,34 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django import forms
+from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.access import org_view
-from observability.models import RequestLog, RequestStatus
+from accounts.access import can, org_view
+from accounts.permissions import Perm
+from observability.models import OrganizationLogSettings, RequestLog, RequestStatus
 from observability.selectors import (
     STATUS_CHOICES,
     LogFilters,
     key_label,
     key_labels,
     log_filter_options,
+    log_settings_get,
     overview_figures,
     overview_series,
     request_log_export,
     request_log_find,
     request_log_page,
+    usage_breakdown,
     usage_by_model,
+    usage_export_rows,
     usd,
 )
+from observability.services import log_settings_update
+from observability.writer.buffer import BODY_ORGS_REFRESH_SECONDS
 
 PAGE_SIZE = 50
 RANGES = (
@@ -75,6 +83,93 @@ def overview(request: HttpRequest) -> HttpResponse:
         ),
     }
     return render(request, "observability/overview.html", context)
+
+
+# Usage -----------------------------------------------------------------------------------------
+
+USAGE_PERIODS = (("7", "Last 7 days"), ("30", "Last 30 days"), ("90", "Last 90 days"))
+USAGE_GROUPS = (("model", "Model"), ("key", "API key"), ("provider", "Provider"))
+
+
+class UsageForm(forms.Form):
+    days = forms.TypedChoiceField(choices=USAGE_PERIODS, coerce=int, required=False)
+    by = forms.ChoiceField(choices=USAGE_GROUPS, required=False)
+
+    def choice(self) -> tuple[int, str]:
+        """The period and grouping asked for; anything unknown falls back to 30 days by model."""
+        if not self.is_valid():
+            return 30, "model"
+        return self.cleaned_data["days"] or 30, self.cleaned_data["by"] or "model"
+
+
+@org_view()
+def usage(request: HttpRequest) -> HttpResponse:
+    """Requests, tokens and cost by model, key or provider over 7, 30 or 90 days, and per day,
+    read from the hourly rollups (never the logs)."""
+    days, by = UsageForm(request.GET).choice()
+    labels = key_labels(organization=request.org) if by == "key" else None
+    context = {
+        "active_nav": "usage",
+        "days": days,
+        "by": by,
+        "periods": USAGE_PERIODS,
+        "groups": USAGE_GROUPS,
+        "group_label": dict(USAGE_GROUPS)[by],
+        "usage": usage_breakdown(organization=request.org, by=by, days=days, labels=labels),
+    }
+    return render(request, "observability/usage.html", context)
+
+
+USAGE_CSV_COLUMNS = (
+    "day",
+    "model",
+    "provider",
+    "key",
+    "requests",
+    "errors",
+    "rate_limited",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
+
+
+@org_view()
+def usage_export(request: HttpRequest) -> HttpResponse:
+    days, _ = UsageForm(request.GET).choice()
+    labels = key_labels(organization=request.org)
+    response = HttpResponse(content_type="text/csv")
+    writer = csv.writer(response)
+    writer.writerow(USAGE_CSV_COLUMNS)
+    for row in usage_export_rows(organization=request.org, days=days):
+        day = row["day"].date() if isinstance(row["day"], datetime) else row["day"]
+        writer.writerow(
+            [
+                day.isoformat(),
+                _csv_cell(row["model"]),
+                _csv_cell(row["provider"]),
+                _csv_cell(key_label(labels, row["key_id"])),
+                *(
+                    row[name] or 0
+                    for name in (
+                        "requests",
+                        "errors",
+                        "rate_limited",
+                        "prompt_tokens",
+                        "completion_tokens",
+                        "cached_tokens",
+                        "reasoning_tokens",
+                    )
+                ),
+                usd(row["cost_nanousd"] or 0),
+            ]
+        )
+    stamp = timezone.now().strftime("%Y%m%d")
+    response["Content-Disposition"] = f'attachment; filename="llmapi-usage-{days}d-{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 # Logs explorer -------------------------------------------------------------------------------
@@ -195,6 +290,7 @@ def logs(request: HttpRequest) -> HttpResponse:
         "is_first_page": not cursor,
         "live_rows": live_rows,
         "live": _live_config(request, labels),
+        "can_manage_logs": can(request, Perm.MANAGE_ORG),
     }
     return render(request, "observability/logs.html", context)
 
@@ -259,6 +355,7 @@ def log_detail(request: HttpRequest, generation_id: str) -> HttpResponse:
         "key_name": key_label(labels, log.key_id),
         "cost_usd": usd(log.cost_nanousd),
         "waterfall": _waterfall(log),
+        "can_manage_logs": can(request, Perm.MANAGE_ORG),
     }
     return render(request, "observability/log_detail.html", context)
 
@@ -365,3 +462,50 @@ def logs_export(request: HttpRequest) -> StreamingHttpResponse:
     response["Content-Disposition"] = f'attachment; filename="llmapi-logs-{stamp}.csv"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+# Log settings --------------------------------------------------------------------------------
+
+
+class LogSettingsForm(forms.Form):
+    store_bodies = forms.BooleanField(required=False, label="Keep prompt and response bodies")
+    max_body_bytes = forms.IntegerField(
+        label="Keep at most (bytes, per body)",
+        min_value=OrganizationLogSettings.MIN_BODY_BYTES,
+        max_value=OrganizationLogSettings.MAX_BODY_BYTES_CEILING,
+    )
+
+
+@org_view(Perm.MANAGE_ORG)
+def log_settings(request: HttpRequest) -> HttpResponse:
+    """Owners and admins choose whether bodies are kept (off by default) and the cap."""
+    current = log_settings_get(organization=request.org)
+    if request.method == "POST":
+        form = LogSettingsForm(request.POST)
+        if form.is_valid():
+            log_settings_update(
+                organization=request.org,
+                store_bodies=form.cleaned_data["store_bodies"],
+                max_body_bytes=form.cleaned_data["max_body_bytes"],
+                actor=request.user,
+            )
+            messages.success(
+                request,
+                "Bodies will be kept for new requests."
+                if form.cleaned_data["store_bodies"]
+                else "Bodies are no longer kept for new requests.",
+            )
+            return redirect("org_log_settings", org_id=request.org.id)
+        status = 400
+    else:
+        form = LogSettingsForm(
+            initial={"store_bodies": current.store_bodies, "max_body_bytes": current.max_body_bytes}
+        )
+        status = 200
+    context = {
+        "active_nav": "logs",
+        "form": form,
+        "current": current,
+        "refresh_seconds": int(BODY_ORGS_REFRESH_SECONDS),
+    }
+    return render(request, "observability/log_settings.html", context, status=status)

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from routing.providers.base import Usage
 
@@ -38,6 +38,28 @@ class GenerationEvent:
     attempts: tuple[dict, ...]
     received_at: float
     finished_at: float
+    operation: str = "chat"
+    # Only for an organization that keeps bodies (keeps_bodies); capped by the log writer.
+    request_body: Any = None
+    response_body: Any = None
+
+
+# Which organizations keep prompt and response bodies in their request logs: observability
+# decides (from its settings, refreshed in the background); the gateway only asks.
+def _keep_none(organization_id: str) -> bool:
+    return False
+
+
+_body_policy: Callable[[str], bool] = _keep_none
+
+
+def set_body_policy(policy: Callable[[str], bool]) -> None:
+    global _body_policy
+    _body_policy = policy
+
+
+def keeps_bodies(organization_id: str) -> bool:
+    return _body_policy(organization_id)
 
 
 Sink = Callable[[GenerationEvent], None]
@@ -80,6 +102,7 @@ def generation_finished(
     *,
     streamed: bool,
     error: str | None = None,
+    response_body: Any = None,
 ) -> GenerationEvent:
     event = GenerationEvent(
         generation_id=admission.generation_id,
@@ -96,6 +119,9 @@ def generation_finished(
         attempts=tuple(a.as_dict() for a in attempts),
         received_at=admission.received_at,
         finished_at=time.time(),
+        operation=admission.operation,
+        request_body=admission.request_body,
+        response_body=response_body,
     )
     for sink in _sinks:
         try:

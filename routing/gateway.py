@@ -69,6 +69,13 @@ class Admission:
     settled: bool = False
     # Batches run at a discount: the settled cost is the list price less this share.
     discount_percent: int = 0
+    operation: str = "chat"  # or "embeddings" (the GenAI operation name in traces)
+    # The caller's body, only for an organization that keeps bodies in its request logs.
+    request_body: Any = None
+
+    @property
+    def keeps_bodies(self) -> bool:
+        return self.request_body is not None
 
     def charge(self, cost: int) -> int:
         return cost * (100 - self.discount_percent) // 100 if self.discount_percent else cost
@@ -203,6 +210,8 @@ async def admit_chat(
         max_tokens=max_tokens,
         headers=headers,
     )
+    if events.keeps_bodies(str(key.organization_id)):
+        admission.request_body = request.body
     if generation_id:
         admission.generation_id = generation_id
     await hold(admission)
@@ -381,7 +390,15 @@ async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]
         raise
     shaped, cost = shape_completion(admission, endpoint, answer, usage)
     await settle(admission, cost)
-    events.generation_finished(admission, endpoint, usage, cost, attempts, streamed=False)
+    events.generation_finished(
+        admission,
+        endpoint,
+        usage,
+        cost,
+        attempts,
+        streamed=False,
+        response_body=shaped if admission.keeps_bodies else None,
+    )
     return shaped
 
 
@@ -410,6 +427,9 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
     except BaseException:
         await settle(admission, 0, reached_provider=False)
         raise
+    for record in attempts:
+        if record.outcome == "ok":
+            record.ttft_ms = result.ttft_ms  # the winner's first chunk, for the waterfall
     result.attempts = attempts
     return result
 
@@ -420,7 +440,7 @@ async def stream_events(
     """The SSE body. After the first byte there is no fallback: a failure ends the stream with
     an error chunk (finish_reason "error"), never a silent truncation."""
     endpoint = result.endpoint
-    tracker = router.StreamTracker()
+    tracker = router.StreamTracker(keep_text=admission.keeps_bodies)
     held: list[dict[str, Any]] = []  # finish chunks wait for the usage to attach to
     base = {
         "id": admission.generation_id,
@@ -513,6 +533,7 @@ async def stream_events(
             result.attempts,
             streamed=True,
             error=str(failure.kind) if failure else None,
+            response_body=tracker.text,
         )
     finally:
         await result.aclose()
@@ -530,6 +551,7 @@ async def stream_events(
                 result.attempts,
                 streamed=True,
                 error="client_disconnected",
+                response_body=tracker.text,
             )
 
 
@@ -576,7 +598,10 @@ async def embed(
         max_tokens=0,
         headers=headers,
         discount_percent=discount_percent,
+        operation="embeddings",
     )
+    if events.keeps_bodies(str(key.organization_id)):
+        admission.request_body = body
     if generation_id:
         admission.generation_id = generation_id
     await hold(admission)

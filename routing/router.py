@@ -126,13 +126,18 @@ class Attempt:
     hedged: bool = False
 
     def as_dict(self) -> dict[str, Any]:
+        # started_at is on the monotonic clock; the log and the trace want wall-clock time.
+        wall_started = time.time() - (time.perf_counter() - self.started_at)
         return {
             "provider": self.endpoint.provider,
             "model": self.endpoint.model_id,
             "outcome": self.outcome,
             "status": self.http_status,
             "message": self.message,
+            "started_at": round(wall_started, 6),
             "duration_ms": round(self.duration_ms, 1),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
+            "hedged": self.hedged,
         }
 
 
@@ -453,6 +458,9 @@ class StreamTracker:
     chunks: int = 0
     finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The delivered text itself, only for an organization that keeps bodies in its logs.
+    keep_text: bool = False
+    parts: list[str] = field(default_factory=list)
 
     def observe(self, chunk: dict[str, Any]) -> None:
         self.chunks += 1
@@ -461,12 +469,20 @@ class StreamTracker:
             content = delta.get("content")
             if content:
                 self.delivered_chars += len(content)
+                if self.keep_text:
+                    self.parts.append(content)
             for call in delta.get("tool_calls") or ():
                 arguments = (call.get("function") or {}).get("arguments")
                 if arguments:
                     self.delivered_chars += len(arguments)
+                    if self.keep_text:
+                        self.parts.append(arguments)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+
+    @property
+    def text(self) -> str | None:
+        return "".join(self.parts) if self.keep_text else None
 
     @property
     def delivered_tokens(self) -> int:

@@ -393,6 +393,10 @@ CELERY_BEAT_SCHEDULE["observability-purge-request-logs"] = {
     "task": "observability.tasks.purge_request_logs",
     "schedule": 600.0,
 }
+# OpenTelemetry: a span per request and per upstream attempt, sent over OTLP/HTTP when an
+# endpoint is set (the standard OTEL_EXPORTER_OTLP_* variables configure the exporter).
+OTEL_EXPORTER_OTLP_ENDPOINT = env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env("OTEL_SERVICE_NAME", default="llmapi")
 # /metrics (Prometheus) asks for this bearer token when set; production requires one.
 METRICS_TOKEN = env("LLMAPI_METRICS_TOKEN", default="")
 CELERY_BEAT_SCHEDULE["observability-share-endpoint-health"] = {

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
@@ -30,9 +29,8 @@ from routing.events import GenerationEvent
 
 logger = logging.getLogger(__name__)
 
-# Whether the gateway hands bodies over at all; if not, nobody asks who opted in.
-_EVENTS_CARRY_BODIES = any(f.name == "request_body" for f in dataclasses.fields(GenerationEvent))
-_BODY_ORGS_REFRESH_SECONDS = 30.0
+# Who keeps bodies is read again this often (also while no traffic wakes the thread).
+BODY_ORGS_REFRESH_SECONDS = 30.0
 
 
 class LogBuffer:
@@ -63,6 +61,13 @@ class LogBuffer:
     def __len__(self) -> int:
         return len(self._items)
 
+    def keeps_bodies(self, organization_id: str) -> bool:
+        """The gateway's question (routing.events.keeps_bodies): a dict lookup, no I/O. The
+        answer follows the organization's log settings within BODY_ORGS_REFRESH_SECONDS."""
+        if self._thread is None:
+            self._start()  # its first cycle reads the settings
+        return organization_id in self._body_orgs
+
     # -- the background thread ---------------------------------------------------------------
 
     def _start(self) -> None:
@@ -74,8 +79,11 @@ class LogBuffer:
                 self._thread.start()
 
     def _run(self) -> None:
+        self._safely(self.refresh_body_orgs)
         while True:
-            self._wake.wait()
+            if not self._wake.wait(timeout=BODY_ORGS_REFRESH_SECONDS):
+                self._safely(self.refresh_body_orgs)
+                continue
             time.sleep(settings.OBSERVABILITY_BUFFER_FLUSH_SECONDS)  # let a batch gather
             self._wake.clear()
             try:
@@ -87,6 +95,15 @@ class LogBuffer:
                 self._wake.set()
             finally:
                 close_old_connections()
+
+    def _safely(self, action) -> None:
+        try:
+            with self._cycle_lock:
+                action()
+        except Exception:
+            logger.warning("could not read which organizations keep bodies", exc_info=True)
+        finally:
+            close_old_connections()
 
     @contextlib.contextmanager
     def paused(self):
@@ -105,8 +122,8 @@ class LogBuffer:
         live.use_loop(self.loop)
         if self.push():
             self.after_push()
-        if _EVENTS_CARRY_BODIES:
-            self._refresh_body_orgs()
+        if time.monotonic() - self._body_orgs_at >= BODY_ORGS_REFRESH_SECONDS:
+            self.refresh_body_orgs()
 
     def after_push(self) -> None:
         from observability.services import request_logs_flush
@@ -135,9 +152,9 @@ class LogBuffer:
                 moved += len(batch)
         return moved
 
-    def _refresh_body_orgs(self) -> None:
-        if time.monotonic() - self._body_orgs_at < _BODY_ORGS_REFRESH_SECONDS:
-            return
+    def refresh_body_orgs(self) -> None:
+        """Read which organizations keep bodies, and their caps (the background thread does
+        this every BODY_ORGS_REFRESH_SECONDS)."""
         from observability.selectors import log_settings_body_orgs
 
         self._body_orgs = log_settings_body_orgs()

@@ -224,17 +224,18 @@ def test_the_database_queue_keeps_batches_until_written(alice):
 
 
 def test_bodies_are_kept_only_for_organizations_that_opted_in(alice, charlie):
-    log_settings_update(organization=alice.org, store_bodies=True, max_body_bytes=10)
+    log_settings_update(organization=alice.org, store_bodies=True, max_body_bytes=1024)
     mine, theirs = make_event(alice.org), make_event(charlie.org)
     batch = []
+    long_prompt = '{"messages": [{"role": "user", "content": "' + "hello " * 400 + '"}]}'
     for event in (mine, theirs):
         record = event_to_record(event)
-        record["prompt_body"] = '{"messages": [{"role": "user", "content": "hello"}]}'
+        record["prompt_body"] = long_prompt
         record["response_body"] = "short"
         batch.append(record)
     request_logs_write(records=batch)
     kept = RequestLog.objects.get(generation_id=mine.generation_id)
-    assert kept.prompt_body == '{"messages'  # capped at 10 bytes
+    assert kept.prompt_body == long_prompt[:1024]  # capped at 1024 bytes
     assert kept.response_body == "short"
     other = RequestLog.objects.get(generation_id=theirs.generation_id)
     assert other.prompt_body is None and other.response_body is None
