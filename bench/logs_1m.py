@@ -155,6 +155,9 @@ def measure(org, user, keys) -> None:
         ("logs, by provider + model", f"{base}/logs/?provider={PROVIDERS[1]}&model={MODELS[1]}"),
         ("logs, a page 500,000 rows deep", f"{base}/logs/?cursor={encode_cursor(_Row)}"),
         ("log detail", f"{base}/logs/gen-{4242:032x}/"),
+        ("usage by model, 30 days", f"{base}/usage/"),
+        ("usage by key, 90 days", f"{base}/usage/?by=key&days=90"),
+        ("public model page (platform totals)", "/models/google/gemini-3.1-flash-lite/"),
     ]
     print()
     print("| page | median ms (5 runs) | queries |")

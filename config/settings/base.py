@@ -366,6 +366,8 @@ BATCH_DISPATCH = env.bool("LLMAPI_BATCH_DISPATCH", default=True)
 # Where files live: a STORAGES alias (set STORAGES["batches"] to an S3-compatible backend).
 BATCH_STORAGE_ALIAS = env("LLMAPI_BATCH_STORAGE_ALIAS", default="default")
 CELERY_TASK_ROUTES = {"routing.batches.tasks.batch_run": {"queue": "batches"}}
+# Workers of several environments can share one broker, each on queues of its own.
+CELERY_TASK_DEFAULT_QUEUE = env("LLMAPI_CELERY_DEFAULT_QUEUE", default="celery")
 CELERY_BEAT_SCHEDULE["batches-sweep"] = {
     "task": "routing.batches.tasks.batch_sweep",
     "schedule": 15.0,

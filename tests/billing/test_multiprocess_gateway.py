@@ -91,6 +91,7 @@ class Servers:
             "LLMAPI_OBS_STREAM": f"{prefix}:obs",
             **(extra_env or {}),
         }
+        self.env = env  # for other processes of the same deployment (a Celery worker)
         self.ports = [_free_port() for _ in range(count)]
         self.procs = [
             subprocess.Popen(

@@ -86,6 +86,23 @@ def test_the_overview_shows_the_30_day_figures(login, alice, acme_logs):
     assert acme_logs[-1].generation_id in body  # the latest requests
 
 
+def test_the_overview_has_a_fixed_number_of_queries(
+    login, alice, acme_logs, django_assert_num_queries
+):
+    client = login(alice.user)
+    url = reverse("org_overview", kwargs={"org_id": alice.org.id})
+    client.get(url)  # warm the session
+    # session, user, membership, key names, the figures, the by-model table, the latest
+    # requests, the charts' series (by model, by key), the sidebar's organizations: all from
+    # rollups but the latest requests, however many requests and models there are.
+    with django_assert_num_queries(10):
+        client.get(url)
+    write(*[make_event(alice.org, model=f"m/{i}", provider=f"p{i}") for i in range(30)])
+    with django_assert_num_queries(10):
+        response = client.get(url)
+    assert response.context["figures"]["requests"] == 38
+
+
 def test_the_logs_list_filters_and_pages(login, alice, acme_logs, prod_key):
     client = login(alice.user)
     url = reverse("org_logs", kwargs={"org_id": alice.org.id})
