@@ -44,6 +44,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("load_catalog", verbosity=0)
     org, user, keys = setup()
     started = time.perf_counter()
     seed(org, keys, args.rows)

@@ -394,6 +394,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, int] | None:
         return None
 
 
+def logs_before(logs: QuerySet[RequestLog], after: tuple[datetime, int]) -> QuerySet[RequestLog]:
+    """The rows after a keyset cursor, newest first. The plain `received_at <= at` bound is
+    redundant with the OR, but it is what lets PostgreSQL seek the (organization, received_at,
+    id) index to the cursor instead of scanning past every newer row."""
+    at, pk = after
+    return logs.filter(received_at__lte=at).filter(
+        Q(received_at__lt=at) | Q(received_at=at, id__lt=pk)
+    )
+
+
 def request_log_page(
     *,
     organization: Organization,
@@ -406,8 +416,7 @@ def request_log_page(
     logs = _filtered(organization, filters).only(*LIST_FIELDS)
     after = decode_cursor(cursor) if cursor else None
     if after is not None:
-        at, pk = after
-        logs = logs.filter(Q(received_at__lt=at) | Q(received_at=at, id__lt=pk))
+        logs = logs_before(logs, after)
     rows = list(logs[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]

@@ -27,6 +27,7 @@ from observability.selectors import (
     key_labels,
     log_filter_options,
     log_settings_get,
+    logs_before,
     overview_figures,
     overview_series,
     request_log_export,
@@ -428,11 +429,8 @@ def _csv_values(log: RequestLog, labels: dict[str, str]) -> list[Any]:
 
 
 def _chunk(queryset, after: tuple[datetime, int] | None) -> list[RequestLog]:
-    from django.db.models import Q
-
     if after is not None:
-        at, pk = after
-        queryset = queryset.filter(Q(received_at__lt=at) | Q(received_at=at, id__lt=pk))
+        queryset = logs_before(queryset, after)
     return list(queryset[:_EXPORT_CHUNK])
 
 

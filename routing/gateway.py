@@ -321,7 +321,9 @@ def upstream_body(request: ChatRequest, admission: Admission) -> dict[str, Any]:
 
 def failed(error: Exception, admission: Admission) -> GatewayError:
     if isinstance(error, router.AllAttemptsFailed):
-        attempts = [a.as_dict() for a in error.attempts]
+        # What the caller needs to see of each attempt (the log has the timings).
+        shown = ("provider", "model", "outcome", "status", "message", "duration_ms")
+        attempts = [{k: a.as_dict()[k] for k in shown} for a in error.attempts]
         last = error.last
         if last is not None and last.kind == ErrorKind.RATE_LIMITED and len(error.attempts) >= 1:
             retry = int(last.retry_after or 1)
