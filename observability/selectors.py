@@ -250,7 +250,9 @@ def usage_breakdown(
     if by == "key" and labels is None:
         labels = key_labels(organization=organization)
     rows = []
+    latency_sum = 0.0
     for row in rollups.values(column).annotate(**_USAGE_SUMS).order_by("-cost_nanousd", column):
+        latency_sum += row["latency_ms_sum"] or 0
         name = str(row[column])
         rows.append(
             {
@@ -259,11 +261,8 @@ def usage_breakdown(
                 **_usage_figures(row),
             }
         )
-    total = _usage_figures(
-        {name: sum(r[name] for r in rows) for name in _USAGE_SUMS if name != "latency_ms_sum"}
-    )
-    latency_sum = sum((r["avg_latency_ms"] or 0) * r["requests"] for r in rows)
-    total["avg_latency_ms"] = round(latency_sum / total["requests"]) if total["requests"] else None
+    sums = {name: sum(r[name] for r in rows) for name in _USAGE_SUMS if name != "latency_ms_sum"}
+    total = _usage_figures({**sums, "latency_ms_sum": latency_sum})
     for row in rows:
         row["cost_share"] = (
             round(row["cost_nanousd"] * 100 / total["cost_nanousd"], 1)

@@ -323,7 +323,7 @@ def failed(error: Exception, admission: Admission) -> GatewayError:
     if isinstance(error, router.AllAttemptsFailed):
         # What the caller needs to see of each attempt (the log has the timings).
         shown = ("provider", "model", "outcome", "status", "message", "duration_ms")
-        attempts = [{k: a.as_dict()[k] for k in shown} for a in error.attempts]
+        attempts = [{k: v for k, v in a.as_dict().items() if k in shown} for a in error.attempts]
         last = error.last
         if last is not None and last.kind == ErrorKind.RATE_LIMITED and len(error.attempts) >= 1:
             retry = int(last.retry_after or 1)

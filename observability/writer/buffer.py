@@ -123,7 +123,7 @@ class LogBuffer:
         if self.push():
             self.after_push()
         if time.monotonic() - self._body_orgs_at >= BODY_ORGS_REFRESH_SECONDS:
-            self.refresh_body_orgs()
+            self._safely(self.refresh_body_orgs)  # a failure here is not a failed flush
 
     def after_push(self) -> None:
         from observability.services import request_logs_flush
@@ -157,8 +157,8 @@ class LogBuffer:
         this every BODY_ORGS_REFRESH_SECONDS)."""
         from observability.selectors import log_settings_body_orgs
 
+        self._body_orgs_at = time.monotonic()  # a failed read is tried again next period
         self._body_orgs = log_settings_body_orgs()
-        self._body_orgs_at = time.monotonic()
 
     # -- shutdown ----------------------------------------------------------------------------
 
