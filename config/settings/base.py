@@ -106,7 +106,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "llmapi:asgi"},
+            # Each consumer waits on a blocking BZPOPMIN of up to 5 s; redis-py 8 gives every
+            # socket a 5 s read timeout by default, which would tear idle WebSockets down.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": "llmapi:asgi",
+            },
         }
     }
     CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)

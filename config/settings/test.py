@@ -46,7 +46,7 @@ if REDIS_URL:  # noqa: F405
     db_index = 1 + (db_base - 1 + int(worker.removeprefix("gw") or 0)) % 15
     REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{db_index}"))  # noqa: F405
     CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
-    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]  # noqa: F405
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = REDIS_URL  # noqa: F405
     CELERY_BROKER_URL = REDIS_URL
 # Tests start batch runners themselves, to see them mid-run.
 BATCH_DISPATCH = False

@@ -71,7 +71,9 @@ def _free_port() -> int:
 class Servers:
     """`count` uvicorn processes serving config.asgi:application on free ports."""
 
-    def __init__(self, *, count: int, simulator_url: str, prefix: str, extra_env=None) -> None:
+    def __init__(
+        self, *, count: int, simulator_url: str, prefix: str, extra_env=None, stderr=None
+    ) -> None:
         self.prefix = prefix
         env = {
             **os.environ,
@@ -110,7 +112,8 @@ class Servers:
                 cwd=settings.BASE_DIR,
                 env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                # A file for a long-lived server (a pipe nobody reads could fill up and stall it).
+                stderr=stderr or subprocess.PIPE,
             )
             for port in self.ports
         ]
@@ -118,7 +121,9 @@ class Servers:
         for port, proc in zip(self.ports, self.procs, strict=True):
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stderr.read().decode(errors="replace"))
+                    raise RuntimeError(
+                        proc.stderr.read().decode(errors="replace") if proc.stderr else "exited"
+                    )
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                         break

@@ -1,7 +1,8 @@
 """The live overview in the production topology: a uvicorn web process serves the API and the
 WebSocket, a separate Celery worker process writes the logs from the Redis stream and pushes
-through channels_redis. A member watching the overview gets the new figures within 2 seconds
-of the answer, and the request's log, attempts and rollup are in the database."""
+through channels_redis. A member watching the overview stays connected while nothing happens,
+gets the new figures within 2 seconds of the answer, and the request's log, attempts and rollup
+are in the database."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uuid
 import httpx
 import pytest
 from django.conf import settings
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from accounts import services as account_services
@@ -29,8 +31,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def deployment(sim, alice, transactional_db):
+def deployment(sim, alice, transactional_db, tmp_path):
     prefix = f"livetopo:{uuid.uuid4().hex[:10]}"
+    web_log = (tmp_path / "web.log").open("wb")
+    worker_log = (tmp_path / "worker.log").open("wb")
     catalog_load()
     catalog.invalidate()
     health_book.reset()
@@ -40,6 +44,7 @@ def deployment(sim, alice, transactional_db):
         simulator_url=sim.url,
         prefix=prefix,
         extra_env={"LLMAPI_CELERY_DEFAULT_QUEUE": queue, "LLMAPI_OBS_WRITE_IN_PROCESS": "false"},
+        stderr=web_log,
     )
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--pool=solo",
@@ -47,10 +52,10 @@ def deployment(sim, alice, transactional_db):
         cwd=settings.BASE_DIR,
         env=servers.env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=worker_log,
     )  # fmt: skip
     try:
-        yield servers, worker
+        yield servers, worker, (tmp_path / "web.log", tmp_path / "worker.log")
     finally:
         worker.terminate()
         try:
@@ -58,8 +63,9 @@ def deployment(sim, alice, transactional_db):
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
-        worker.stderr.close()
         servers.stop()
+        web_log.close()
+        worker_log.close()
         catalog.invalidate()
         _delete_prefix(prefix)
 
@@ -84,7 +90,7 @@ def _next_update(socket, timeout: float) -> dict:
 
 
 def test_a_worker_process_pushes_the_overview_within_2_seconds(deployment, alice):
-    servers, worker = deployment
+    servers, worker, logs = deployment
     _, secret = account_services.api_key_create(
         organization=alice.org, created_by=alice.user, name="live"
     )
@@ -95,13 +101,21 @@ def test_a_worker_process_pushes_the_overview_within_2_seconds(deployment, alice
     with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": origin}) as socket:
         snapshot = json.loads(socket.recv(timeout=10))
         assert snapshot["type"] == "snapshot" and snapshot["figures"]["requests"] == 0
+        # A quiet dashboard stays connected (the channel layer's blocking wait on Redis
+        # outlasts the Redis client's default 5-second read timeout).
+        with pytest.raises(TimeoutError):
+            socket.recv(timeout=7)
 
         # The first call also waits for the worker to be up.
         first = _ask(base_url, secret)
         try:
             update = _next_update(socket, timeout=60)
-        except TimeoutError:
-            pytest.fail(f"no update; worker alive: {worker.poll() is None}")
+        except (TimeoutError, ConnectionClosed) as error:
+            web, work = (path.read_text(errors="replace")[-3000:] for path in logs)
+            pytest.fail(
+                f"no update ({error!r}); web alive: {servers.procs[0].poll() is None}, worker "
+                f"alive: {worker.poll() is None}\n-- web:\n{web}\n-- worker:\n{work}"
+            )
         assert update["recent"][0]["id"] == first["id"]
 
         second = _ask(base_url, secret)
