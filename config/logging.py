@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The caller's W3C `traceparent` header, if any: the request's span joins the caller's trace.
+trace_parent: ContextVar[str | None] = ContextVar("trace_parent", default=None)
 
 
 class RequestIdFilter(logging.Filter):

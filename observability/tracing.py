@@ -4,7 +4,8 @@ The spans are built when the generation ends, from the timings the gateway alrea
 (arrival, each attempt's start and duration, the end), so tracing adds nothing to the request
 path while no exporter is configured and only a queue append per span when one is. They carry
 the GenAI semantic conventions' attributes (operation, provider, models, token usage) plus the
-generation id, the organization and the request id that the JSON logs also carry.
+generation id, the organization and the request id that the JSON logs also carry. A caller's
+`traceparent` header makes the request span a child of the caller's span.
 
 Spans are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (configure(), called
 at start-up); tests hand their own provider to use_provider().
@@ -21,14 +22,16 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from config.logging import request_id
+from config.logging import request_id, trace_parent
 from routing.events import GenerationEvent, subscribe, unsubscribe
 
 logger = logging.getLogger(__name__)
 
 TRACER_NAME = "llmapi.gateway"
 _tracer: trace.Tracer | None = None
+_propagator = TraceContextTextMapPropagator()
 
 
 def _ns(seconds: float) -> int:
@@ -86,8 +89,13 @@ def record_generation(event: GenerationEvent, tracer: trace.Tracer | None = None
     tracer = tracer or _tracer
     if tracer is None:
         return
+    # A caller that sent a W3C traceparent gets our spans inside its own trace (a malformed
+    # header is ignored: the request span is then a root).
+    given = trace_parent.get()
+    caller = _propagator.extract({"traceparent": given}) if given else None
     span = tracer.start_span(
         f"{event.operation} {event.requested_model}",
+        context=caller,
         kind=SpanKind.SERVER,
         start_time=_ns(event.received_at),
         attributes=_request_attributes(event),

@@ -13,7 +13,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 
 from accounts.selectors import AuthenticatedKey, KeyRejected, api_key_authenticate_async
-from config.logging import request_id
+from config.logging import request_id, trace_parent
 from routing.errors import GatewayError
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -69,6 +69,7 @@ class GatewayApiView(APIView):
         given = request.META.get("HTTP_X_REQUEST_ID", "")
         rid = given if _REQUEST_ID.fullmatch(given) else f"req_{uuid.uuid4().hex}"
         request_id.set(rid)
+        trace_parent.set(request.META.get("HTTP_TRACEPARENT"))
         self.args = args
         self.kwargs = kwargs
         request = self.initialize_request(request, *args, **kwargs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import openai
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -171,3 +172,33 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_configured(openai_clie
 def test_without_an_endpoint_nothing_is_traced(settings):
     settings.OTEL_EXPORTER_OTLP_ENDPOINT = ""
     assert tracing.configure() is None
+
+
+def test_a_callers_traceparent_puts_the_request_in_the_callers_trace(gateway, spans):
+    base_url, secret = gateway
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    response = httpx.post(
+        f"{base_url}/chat/completions",
+        json={"model": HERO, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
+        headers={
+            "Authorization": f"Bearer {secret}",
+            "traceparent": f"00-{trace_id}-{parent_id}-01",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200
+    request, attempts = _by_generation(spans, response.json()["id"])
+    assert format(request.context.trace_id, "032x") == trace_id
+    assert format(request.parent.span_id, "016x") == parent_id
+    assert attempts and all(format(a.context.trace_id, "032x") == trace_id for a in attempts)
+
+    # A malformed header is ignored: the request starts a trace of its own.
+    response = httpx.post(
+        f"{base_url}/chat/completions",
+        json={"model": HERO, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
+        headers={"Authorization": f"Bearer {secret}", "traceparent": "not-a-trace"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    request, _ = _by_generation(spans, response.json()["id"])
+    assert request.parent is None
