@@ -43,6 +43,9 @@ def _fresh_caches():
     yield
     key_cache.clear_local()
     last_used.discard()
+    # What the test's hold store still queues belongs to a test that is over: dropped here,
+    # it isn't written at exit into a database that is gone by then.
+    _reset_billing_state()
 
 
 @pytest.fixture(scope="session", autouse=True)
