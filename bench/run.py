@@ -198,6 +198,7 @@ def gateway_env(args, sim_url: str) -> dict:
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         LLMAPI_API_KEY_PEPPER=secrets.token_urlsafe(32),
+        LLMAPI_METRICS_TOKEN=secrets.token_urlsafe(32),  # production requires one for /metrics
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DJANGO_SECURE_SSL_REDIRECT="false",
         EMAIL_HOST="localhost",
