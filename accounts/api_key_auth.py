@@ -19,7 +19,7 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import BaseCache, cache
+from django.core.cache import BaseCache
 from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
@@ -28,6 +28,7 @@ from accounts import keyformat
 from accounts.models import APIKey
 from config.db import tidy_connections
 from config.localcache import LocalTTLCache
+from config.localcache import process_cache as cache
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,11 @@ shared Django cache, so a warm hot path does no I/O at all."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
+
+from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 
 
 class LocalTTLCache:
@@ -36,3 +39,31 @@ class LocalTTLCache:
 
     def __contains__(self, key: str) -> bool:
         return key in self._data
+
+
+class _ProcessCache:
+    """The default Django cache as one object per process, for the hot path's shared reads.
+
+    `django.core.cache.cache` is context-local: under ASGI each request's context gets a cache
+    object of its own, which with the Redis backend means a new client, connection pool and
+    connection for the first shared read of every request that misses its local copy.
+    Through this object the process keeps one client (thread-safe) and its pooled connections.
+    """
+
+    _instance: BaseCache | None = None
+    _lock = threading.Lock()
+
+    def _get(self) -> BaseCache:
+        instance = self._instance
+        if instance is None:
+            with self._lock:
+                instance = type(self)._instance
+                if instance is None:
+                    instance = type(self)._instance = caches.create_connection(DEFAULT_CACHE_ALIAS)
+        return instance
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+process_cache = _ProcessCache()

@@ -11,11 +11,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.core.cache import cache
-
 from accounts.models import Organization
 from config.db import run_db
 from config.localcache import LocalTTLCache
+from config.localcache import process_cache as cache
 from routing.models import Provider, RoutingPolicy, RoutingStrategy
 
 POLICY_LOCAL_TTL = 5.0  # seconds a process trusts its own copy

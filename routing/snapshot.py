@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 
 from config.db import run_db
+from config.localcache import process_cache as cache
 from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider
 from routing.providers.base import Target
 
@@ -219,6 +219,10 @@ class SnapshotHolder:
         snapshot = self._snapshot
         if snapshot is not None and now - self._checked_at < settings.CATALOG_REFRESH_SECONDS:
             return snapshot
+        if snapshot is not None:
+            # One request checks; the others in flight meanwhile go on with the snapshot they
+            # have instead of all asking the shared cache at once.
+            self._checked_at = now
         version = await cache.aget(CATALOG_VERSION_CACHE_KEY)
         measured = await cache.aget(MEASURED_HEALTH_CACHE_KEY)
         if measured is not None:

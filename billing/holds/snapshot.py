@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import BaseCache, cache
+from django.core.cache import BaseCache
 
 from config.localcache import LocalTTLCache
+from config.localcache import process_cache as cache
 
 _MISS = object()
 _flights: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future] = {}
