@@ -90,6 +90,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 USAGE_PERIODS = (("7", "Last 7 days"), ("30", "Last 30 days"), ("90", "Last 90 days"))
 USAGE_GROUPS = (("model", "Model"), ("key", "API key"), ("provider", "Provider"))
+USAGE_GROUP_TITLES = {"model": "By model", "key": "By API key", "provider": "By provider"}
 
 
 class UsageForm(forms.Form):
@@ -116,6 +117,8 @@ def usage(request: HttpRequest) -> HttpResponse:
         "periods": USAGE_PERIODS,
         "groups": USAGE_GROUPS,
         "group_label": dict(USAGE_GROUPS)[by],
+        "group_title": USAGE_GROUP_TITLES[by],
+        "group_titles": USAGE_GROUP_TITLES,
         "usage": usage_breakdown(organization=request.org, by=by, days=days, labels=labels),
     }
     return render(request, "observability/usage.html", context)

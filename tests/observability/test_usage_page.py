@@ -99,6 +99,9 @@ def test_usage_by_model_over_30_days(login, alice, traffic):
     assert days[today]["requests"] == 4
     body = response.content.decode()
     assert 'data-testid="usage-requests">5<' in body
+    # The per-day table shows the days with traffic: today and ten days ago.
+    assert body.count("<tr data-day=") == 2
+    assert f'<tr data-day="{today.isoformat()}">' in body
 
 
 def test_usage_by_key_names_the_keys_and_90_days_reach_further(login, alice, traffic):
