@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 
@@ -185,10 +184,7 @@ class FileContentApi(GatewayApiView):
         stored = await run_db(
             lambda: selectors.file_get(organization_id=key.organization_id, file_id=file_id)
         )
-        handle = files.storage().open(stored.storage_name, "rb")
-        return FileResponse(
-            handle, content_type="application/jsonl", filename=stored.filename, as_attachment=True
-        )
+        return files.file_download(stored)
 
 
 class BatchesApi(GatewayApiView):

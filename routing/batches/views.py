@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -70,12 +70,7 @@ def batch_download(request: HttpRequest, batch_id: str, kind: str) -> HttpRespon
     stored = {"output": batch.output_file, "errors": batch.error_file}.get(kind)
     if stored is None or stored.deleted_at is not None:
         raise Http404("No such file.")
-    return FileResponse(
-        files.storage().open(stored.storage_name, "rb"),
-        as_attachment=True,
-        filename=stored.filename,
-        content_type="application/jsonl",
-    )
+    return files.file_download(stored)
 
 
 @require_POST

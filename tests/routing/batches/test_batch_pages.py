@@ -7,6 +7,7 @@ import asyncio
 import io
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from accounts import services as account_services
@@ -86,6 +87,10 @@ async def _sync(fn, *args):
     return await sync_to_async(fn)(*args)
 
 
+async def _read_all(chunks) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
 def test_download_and_cancel(sim, gateway, alice, login):
     from routing.batches.tasks import batch_run
 
@@ -94,7 +99,8 @@ def test_download_and_cancel(sim, gateway, alice, login):
     client = login(alice.user)
     response = client.get(f"/o/{alice.org.id}/batches/{done.id}/output.jsonl")
     assert response.status_code == 200
-    content = b"".join(response.streaming_content).decode()
+    # Streamed as under ASGI: an async iterator of chunks.
+    content = async_to_sync(_read_all)(response.streaming_content).decode()
     assert content.count("custom_id") == 2
     assert client.get(f"/o/{alice.org.id}/batches/{done.id}/errors.jsonl").status_code == 404
 
