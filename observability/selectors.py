@@ -6,6 +6,7 @@ The overview's 30-day figures and charts come from the hourly rollups, never fro
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -147,9 +148,7 @@ def overview_series(
     for dimension, column in (("by_model", "model"), ("by_key", "key_id")):
         series: dict[str, dict[str, list]] = {}
         for row in base.values("day", column).annotate(**metrics).order_by():
-            day = row["day"]
-            if isinstance(day, datetime):
-                day = day.date()
+            day = _day(row["day"])
             if day not in index:
                 continue
             name = row[column] if column == "model" else str(row[column])
@@ -208,30 +207,28 @@ def usage_by_model(
 # The usage page ------------------------------------------------------------------------------
 
 USAGE_DIMENSIONS = {"model": "model", "key": "key_id", "provider": "provider"}
-_USAGE_SUMS = {
-    "requests": Sum("requests"),
-    "errors": Sum("errors"),
-    "rate_limited": Sum("rate_limited"),
-    "prompt_tokens": Sum("prompt_tokens"),
-    "completion_tokens": Sum("completion_tokens"),
-    "cached_tokens": Sum("cached_tokens"),
-    "reasoning_tokens": Sum("reasoning_tokens"),
-    "cost_nanousd": Sum("cost_nanousd"),
-    "latency_ms_sum": Sum("latency_ms_sum"),
-}
+# What the usage page and its export count, besides cost.
+USAGE_COUNTS = (
+    "requests",
+    "errors",
+    "rate_limited",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+)
+_SUM_EXPRESSIONS = {name: Sum(name) for name in _SUMS}
 
 
-def _usage_figures(row: dict[str, Any]) -> dict[str, Any]:
-    figures = {name: row.get(name) or 0 for name in _USAGE_SUMS}
-    requests = int(figures["requests"])
-    cost = int(figures["cost_nanousd"])
-    return {
-        **{name: int(value) for name, value in figures.items() if name != "latency_ms_sum"},
-        "tokens": int(figures["prompt_tokens"]) + int(figures["completion_tokens"]),
-        "cost_usd": usd(cost),
-        "cost_display": usd_display(cost),
-        "avg_latency_ms": round(figures["latency_ms_sum"] / requests) if requests else None,
-    }
+def _day(value: date | datetime) -> date:
+    """TruncDate gives a date on PostgreSQL and may give a datetime on SQLite."""
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _usage_figures(sums: dict[str, Any]) -> dict[str, Any]:
+    figures = figures_from_sums(sums)
+    figures["tokens"] = figures["prompt_tokens"] + figures["completion_tokens"]
+    return figures
 
 
 def usage_breakdown(
@@ -240,70 +237,60 @@ def usage_breakdown(
     by: str,
     days: int = WINDOW_DAYS,
     now: datetime | None = None,
-    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The last `days` days' usage per model, key or provider, and per day, from the rollups
     (two aggregate queries, plus the key names when grouping by key)."""
     column = USAGE_DIMENSIONS[by]
     start = window_start(now, days)
     rollups = UsageRollup.objects.filter(organization=organization, hour__gte=start)
-    if by == "key" and labels is None:
-        labels = key_labels(organization=organization)
+    labels = key_labels(organization=organization) if by == "key" else {}
     rows = []
-    latency_sum = 0.0
-    for row in rollups.values(column).annotate(**_USAGE_SUMS).order_by("-cost_nanousd", column):
-        latency_sum += row["latency_ms_sum"] or 0
+    totals = dict.fromkeys(_SUMS, 0)
+    grouped = rollups.values(column).annotate(**_SUM_EXPRESSIONS)
+    for row in grouped.order_by("-cost_nanousd", column):
+        for name in _SUMS:
+            totals[name] += row[name] or 0
         name = str(row[column])
-        rows.append(
-            {
-                "name": name,
-                "label": key_label(labels or {}, name) if by == "key" else name,
-                **_usage_figures(row),
-            }
-        )
-    sums = {name: sum(r[name] for r in rows) for name in _USAGE_SUMS if name != "latency_ms_sum"}
-    total = _usage_figures({**sums, "latency_ms_sum": latency_sum})
+        label = key_label(labels, name) if by == "key" else name
+        rows.append({"name": name, "label": label, **_usage_figures(row)})
+    total = _usage_figures(totals)
     for row in rows:
         row["cost_share"] = (
             round(row["cost_nanousd"] * 100 / total["cost_nanousd"], 1)
             if total["cost_nanousd"]
             else None
         )
-    by_day: dict[date, dict[str, Any]] = {}
     daily = (
         rollups.annotate(day=TruncDate("hour", tzinfo=UTC))
         .values("day")
-        .annotate(**_USAGE_SUMS)
-        .order_by("-day")
+        .annotate(**_SUM_EXPRESSIONS)
+        .order_by()
     )
-    for row in daily:
-        day = row["day"].date() if isinstance(row["day"], datetime) else row["day"]
-        by_day[day] = _usage_figures(row)
+    by_day = {_day(row["day"]): row for row in daily}
     first = start.date()
     today = first + timedelta(days=days - 1)
-    days_list = [
-        {
-            "day": today - timedelta(days=i),
-            **by_day.get(today - timedelta(days=i), _usage_figures({})),
-        }
-        for i in range(days)
-    ]
+    days_list = []
+    for back in range(days):
+        day = today - timedelta(days=back)
+        days_list.append({"day": day, **_usage_figures(by_day.get(day, {}))})
     return {"rows": rows, "total": total, "days": days_list, "since": first, "until": today}
 
 
 def usage_export_rows(
     *, organization: Organization, days: int = WINDOW_DAYS, now: datetime | None = None
-):
+) -> Iterator[dict[str, Any]]:
     """Per day x model x provider x key over the last `days` days, for the CSV export."""
     rollups = UsageRollup.objects.filter(
         organization=organization, hour__gte=window_start(now, days)
     )
-    return (
+    rows = (
         rollups.annotate(day=TruncDate("hour", tzinfo=UTC))
         .values("day", "model", "provider", "key_id")
-        .annotate(**_USAGE_SUMS)
+        .annotate(**_SUM_EXPRESSIONS)
         .order_by("day", "model", "provider", "key_id")
     )
+    for row in rows:
+        yield {**row, "day": _day(row["day"])}
 
 
 # The logs explorer ---------------------------------------------------------------------------

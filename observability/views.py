@@ -22,6 +22,7 @@ from accounts.permissions import Perm
 from observability.models import OrganizationLogSettings, RequestLog, RequestStatus
 from observability.selectors import (
     STATUS_CHOICES,
+    USAGE_COUNTS,
     LogFilters,
     key_label,
     key_labels,
@@ -109,7 +110,6 @@ def usage(request: HttpRequest) -> HttpResponse:
     """Requests, tokens and cost by model, key or provider over 7, 30 or 90 days, and per day,
     read from the hourly rollups (never the logs)."""
     days, by = UsageForm(request.GET).choice()
-    labels = key_labels(organization=request.org) if by == "key" else None
     context = {
         "active_nav": "usage",
         "days": days,
@@ -119,25 +119,12 @@ def usage(request: HttpRequest) -> HttpResponse:
         "group_label": dict(USAGE_GROUPS)[by],
         "group_title": USAGE_GROUP_TITLES[by],
         "group_titles": USAGE_GROUP_TITLES,
-        "usage": usage_breakdown(organization=request.org, by=by, days=days, labels=labels),
+        "usage": usage_breakdown(organization=request.org, by=by, days=days),
     }
     return render(request, "observability/usage.html", context)
 
 
-USAGE_CSV_COLUMNS = (
-    "day",
-    "model",
-    "provider",
-    "key",
-    "requests",
-    "errors",
-    "rate_limited",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-)
+USAGE_CSV_COLUMNS = ("day", "model", "provider", "key", *USAGE_COUNTS, "cost_usd")
 
 
 @org_view()
@@ -148,25 +135,13 @@ def usage_export(request: HttpRequest) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(USAGE_CSV_COLUMNS)
     for row in usage_export_rows(organization=request.org, days=days):
-        day = row["day"].date() if isinstance(row["day"], datetime) else row["day"]
         writer.writerow(
             [
-                day.isoformat(),
+                row["day"].isoformat(),
                 _csv_cell(row["model"]),
                 _csv_cell(row["provider"]),
                 _csv_cell(key_label(labels, row["key_id"])),
-                *(
-                    row[name] or 0
-                    for name in (
-                        "requests",
-                        "errors",
-                        "rate_limited",
-                        "prompt_tokens",
-                        "completion_tokens",
-                        "cached_tokens",
-                        "reasoning_tokens",
-                    )
-                ),
+                *(row[name] or 0 for name in USAGE_COUNTS),
                 usd(row["cost_nanousd"] or 0),
             ]
         )

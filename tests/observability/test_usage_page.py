@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -38,36 +39,24 @@ def traffic(alice, charlie):
     ci, _ = account_services.api_key_create(
         organization=alice.org, created_by=alice.user, name="ci"
     )
+
+    def event(org, key=None, days_ago=0, **fields):
+        at = _at(days_ago)
+        key_id = str(key.id) if key else str(uuid.uuid4())
+        return make_event(org, key_id=key_id, received_at=at, finished_at=at, **fields)
+
+    other = {"model": OTHER, "requested_model": OTHER, "provider": "anthropic"}
     events = [
         # Today: two on the default model with the prod key, one failed on another.
-        make_event(alice.org, key_id=str(prod.id), received_at=_at(0), finished_at=_at(0)),
-        make_event(alice.org, key_id=str(prod.id), received_at=_at(0), finished_at=_at(0)),
-        make_event(
-            alice.org,
-            key_id=str(ci.id),
-            model=OTHER,
-            requested_model=OTHER,
-            provider="anthropic",
-            cost_nanousd=1_000_000,
-            received_at=_at(0),
-            finished_at=_at(0),
-        ),
-        make_event(
-            alice.org,
-            key_id=str(ci.id),
-            model=OTHER,
-            requested_model=OTHER,
-            provider="anthropic",
-            cost_nanousd=0,
-            error="overloaded",
-            received_at=_at(0),
-            finished_at=_at(0),
-        ),
+        event(alice.org, prod),
+        event(alice.org, prod),
+        event(alice.org, ci, cost_nanousd=1_000_000, **other),
+        event(alice.org, ci, cost_nanousd=0, error="overloaded", **other),
         # Ten days ago, and forty (inside 90 days, outside 30).
-        make_event(alice.org, key_id=str(prod.id), received_at=_at(10), finished_at=_at(10)),
-        make_event(alice.org, key_id=str(prod.id), received_at=_at(40), finished_at=_at(40)),
+        event(alice.org, prod, days_ago=10),
+        event(alice.org, prod, days_ago=40),
         # Another organization's: never counted here.
-        make_event(charlie.org, received_at=_at(0), finished_at=_at(0), cost_nanousd=9_999_999),
+        event(charlie.org, cost_nanousd=9_999_999),
     ]
     request_logs_write(records=[event_to_record(e) for e in events])
     return {"prod": prod, "ci": ci}
