@@ -31,6 +31,12 @@ class Plan(models.Model):
     free_grant_nanousd = models.BigIntegerField(default=0)
     # Copied into a new account's monthly limit; None means no organization limit.
     default_monthly_limit_nanousd = models.BigIntegerField(null=True, blank=True)
+    # How many of an organization's requests may be in flight at once (None: no cap). Holds
+    # bound what each request may spend; this bounds how many estimates can be off at once.
+    max_in_flight = models.PositiveIntegerField(null=True, blank=True, default=64)
+    # The earliest a request may start a second, hedged attempt (every attempt that reaches a
+    # provider is billed, so a hedge at 0 ms doubles the prompt's cost).
+    min_hedge_after_ms = models.PositiveIntegerField(default=250)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -14,6 +14,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import Organization
+from billing.holds.snapshot import OrgBillingSnapshot
 from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan
 from billing.periods import EPOCH, MONTHLY, TOTAL, period_bounds, period_start
 
@@ -233,3 +234,11 @@ def key_spend_by_period(
             for row in entries.values("key_id").annotate(total=Sum("amount_nanousd"))
         }
     return out
+
+
+async def billing_snapshot(*, organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
+    """What the hot path knows of an organization's billing (its plan's caps among it),
+    from the process's and the shared cache: no query when warm."""
+    from billing.holds import org_snapshots
+
+    return await org_snapshots.aget(organization_id)

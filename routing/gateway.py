@@ -6,6 +6,7 @@ the answer (our generation id, the served model, the provider, usage with its co
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,18 +15,27 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from django.conf import settings
 
 from accounts.selectors import AuthenticatedKey
+from billing import selectors as billing_selectors
 from billing import services as billing
 from routing import events, policy, router, selectors
 from routing.errors import GatewayError, bad_request
 from routing.health import health_book
 from routing.pricing import cost_nanousd, nano_to_usd, worst_case_nanousd
 from routing.providers.base import ErrorKind, UpstreamError, Usage
+from routing.providers.registry import adapter_for
 from routing.ratelimit import Limit, RateLimitUnavailable, get_rate_limiter, rate_limit_headers
 from routing.snapshot import CatalogSnapshot, EndpointSnap, ModelSnap, catalog
-from routing.tokens import estimate_embedding_tokens, estimate_prompt_tokens
+from routing.tokens import PromptEstimate, estimate_embedding_tokens, estimate_prompt, text_tokens
 from routing.validation import ChatRequest
+
+logger = logging.getLogger(__name__)
+
+# Sent when a caller without max_tokens got a lower output cap than the model's maximum,
+# because the room left on their credit or limits could not hold the maximum.
+LOWERED_HEADER = "x-llmapi-max-tokens-lowered"
 
 # What an upstream failure that ends the call means to our client.
 _STATUS_FOR = {
@@ -63,6 +73,15 @@ class Admission:
     prompt_tokens: int
     max_tokens: int
     headers: dict[str, str]
+    # Per endpoint (its key): the output cap sent upstream, which is what its hold covers.
+    caps: dict[str, int] = field(default_factory=dict)
+    estimate: PromptEstimate | None = None
+    hedge_after_ms: float | None = None
+    # What attempts that reached a provider without a usable answer cost (hedged losers,
+    # timeouts after sending, calls abandoned by the client): billed with the generation.
+    attempts_cost: int = 0
+    # The client went away: no new attempt starts; the one running finishes and is billed.
+    abandoned: bool = False
     generation_id: str = field(default_factory=new_generation_id)
     received_at: float = field(default_factory=time.time)
     held_nanousd: int = 0
@@ -79,6 +98,23 @@ class Admission:
 
     def charge(self, cost: int) -> int:
         return cost * (100 - self.discount_percent) // 100 if self.discount_percent else cost
+
+    def prompt_for(self, endpoint: EndpointSnap) -> int:
+        """The prompt's estimate on this endpoint (media by size, at most its context)."""
+        if self.estimate is None:
+            return self.prompt_tokens
+        return self.estimate.for_window(endpoint.context_window)
+
+    def worst_case(self, endpoint: EndpointSnap) -> int:
+        return worst_case_nanousd(
+            endpoint,
+            prompt_tokens=self.prompt_for(endpoint),
+            max_tokens=self.caps.get(endpoint.key, self.max_tokens),
+        )
+
+    def unanswered_cost(self, endpoint: EndpointSnap) -> int:
+        """An attempt that reached the provider but brought no usage back: its prompt."""
+        return self.charge(cost_nanousd(endpoint, Usage(prompt_tokens=self.prompt_for(endpoint))))
 
 
 def resolve_models(snapshot: CatalogSnapshot, names: tuple[str, ...], *, embeddings: bool) -> list:
@@ -176,8 +212,8 @@ async def admit_chat(
         raise bad_request(f"'{primary.id}' does not accept images.", param="messages")
     if request.has_tools and not primary.supports_tools:
         raise bad_request(f"'{primary.id}' does not support tools.", param="tools")
-    prompt_tokens = estimate_prompt_tokens(request.body)
-    max_tokens = request.max_tokens or primary.max_output_tokens
+    estimate = estimate_prompt(request.body)
+    prompt_tokens = estimate.typical
     needed = prompt_tokens + (request.max_tokens or 1)
     if needed > primary.context_window:
         raise bad_request(
@@ -196,40 +232,119 @@ async def admit_chat(
     if not candidates:
         raise GatewayError(
             404,
-            "No provider of this model matches your provider preferences "
-            "(only / ignore / max_price / context).",
+            "No provider of this model matches your provider preferences and your "
+            "organization's routing policy (only / ignore / max_price / context).",
             code="no_endpoint",
             param="provider",
         )
-    headers = await admit(key, tokens=prompt_tokens + max_tokens)
     admission = Admission(
         key=key,
         models=models,
         candidates=candidates,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        headers=headers,
+        prompt_tokens=estimate.tokens,
+        max_tokens=0,
+        headers={},
+        estimate=estimate,
     )
+    output_caps(admission, request.body, request.max_tokens)
+    admission.headers = await admit(
+        key, tokens=max(admission.prompt_for(e) for e in candidates) + admission.max_tokens
+    )
+    if request.hedge_after_ms is not None:
+        # The plan sets the earliest hedge: each hedged attempt is billed, so "0 ms" would
+        # double every prompt's cost.
+        snapshot = await billing_selectors.billing_snapshot(organization_id=key.organization_id)
+        admission.hedge_after_ms = max(
+            float(request.hedge_after_ms), float(snapshot.min_hedge_after_ms)
+        )
     if events.keeps_bodies(str(key.organization_id)):
         admission.request_body = request.body
     if generation_id:
         admission.generation_id = generation_id
-    await hold(admission)
+    await hold(admission, body=request.body, lowerable=request.max_tokens is None)
     return admission
 
 
-async def hold(admission: Admission) -> None:
-    """Reserve the worst case (on the priciest endpoint it may fall back to) against every
-    spend limit and the prepaid balance, before any provider is called."""
-    amount = max(
-        worst_case_nanousd(
-            e, prompt_tokens=admission.prompt_tokens, max_tokens=admission.max_tokens
+def output_caps(admission: Admission, body: dict[str, Any], requested: int | None) -> None:
+    """Each candidate's output cap: the caller's max_tokens (else the endpoint's maximum),
+    within the endpoint's maximum, plus whatever its adapter adds (a thinking budget)."""
+    caps = {}
+    for endpoint in admission.candidates:
+        wanted = requested if requested is not None else endpoint.max_output_tokens
+        caps[endpoint.key] = adapter_for(endpoint.wire).output_cap(
+            body, requested=wanted, endpoint_max=endpoint.max_output_tokens
         )
-        for e in admission.candidates
-    )
+    admission.caps = caps
+    admission.max_tokens = max(caps.values(), default=0)
+
+
+def hold_amount(admission: Admission) -> int:
+    """The worst case over the candidates the request may fall back to; with hedging, two
+    attempts run at once and both are billed, so the two worst together."""
+    amounts = sorted((admission.worst_case(e) for e in admission.candidates), reverse=True)
+    if not amounts:
+        return 0
+    held = amounts[0]
+    if admission.hedge_after_ms is not None and len(amounts) > 1:
+        held += amounts[1]
+    if settings.ROUTING_MAX_ATTEMPTS > 1 and admission.operation == "chat":
+        # A fallback after a timeout: the timed-out attempt's prompt is billed too.
+        held += max(admission.unanswered_cost(e) for e in admission.candidates)
+    return held
+
+
+def affordable_output(admission: Admission, body: dict[str, Any], room: int) -> int:
+    """The largest output cap (the same for every candidate) whose hold fits in `room`."""
+    saved = admission.caps
+    low, high = 0, max(e.max_output_tokens for e in admission.candidates)
+    while low < high:
+        middle = (low + high + 1) // 2
+        output_caps(admission, body, middle)
+        if hold_amount(admission) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    admission.caps = saved
+    admission.max_tokens = max(saved.values(), default=0)
+    return low
+
+
+async def hold(
+    admission: Admission, *, body: dict[str, Any] | None = None, lowerable: bool = False
+) -> None:
+    """Reserve the worst case (on the priciest endpoint it may fall back to) against every
+    spend limit and the prepaid balance, before any provider is called. A caller who set no
+    max_tokens and whose room can't hold the model's maximum gets a lower cap (said in a
+    header), down to a useful minimum."""
+    amount = hold_amount(admission)
+    result = await _hold_place(admission, amount)
+    if not result.allowed and lowerable and body is not None and result.refused_by in REFUSALS:
+        rooms = (
+            result.key_remaining_nanousd,
+            result.org_remaining_nanousd,
+            result.balance_remaining_nanousd,
+        )
+        room = min((r for r in rooms if r is not None), default=0)
+        cap = affordable_output(admission, body, room)
+        if cap >= settings.ROUTING_MIN_OUTPUT_TOKENS:
+            output_caps(admission, body, cap)
+            amount = hold_amount(admission)
+            result = await _hold_place(admission, amount)
+            if result.allowed:
+                admission.headers[LOWERED_HEADER] = str(cap)
+    if not result.allowed:
+        raise _refusal(admission, result, amount)
+    admission.held_nanousd = amount
+
+
+# Refusals of a hold that a lower output cap can get past.
+REFUSALS = ("insufficient_quota", "key_spend_limit", "org_spend_limit")
+
+
+async def _hold_place(admission: Admission, amount: int) -> billing.HoldResult:
     key = admission.key
     try:
-        result = await billing.hold_place(
+        return await billing.hold_place(
             hold_id=admission.generation_id,
             organization_id=key.organization_id,
             key_id=key.key_id,
@@ -245,27 +360,41 @@ async def hold(admission: Admission) -> None:
             code="billing_unavailable",
             headers={"retry-after": "1", **admission.headers},
         ) from None
-    if not result.allowed:
-        events.request_refused("spend", str(result.refused_by))
-        code = (
-            "insufficient_quota"
-            if result.refused_by == "insufficient_quota"
-            else "spend_limit_exceeded"
-        )
-        raise GatewayError(
-            402,
-            result.message or "This request doesn't fit your credit or spend limits.",
-            code=code,
-            headers=admission.headers,
-            metadata={"limit": result.refused_by, "requested_nanousd": amount},
-        )
-    admission.held_nanousd = amount
 
 
-def record_failure(admission: Admission, error: Exception, *, streamed: bool) -> None:
+def _refusal(admission: Admission, result: billing.HoldResult, amount: int) -> GatewayError:
+    events.request_refused("spend", str(result.refused_by))
+    if result.refused_by == "too_many_in_flight":
+        return GatewayError(
+            429,
+            result.message,
+            code="too_many_requests_in_flight",
+            headers={"retry-after": "1", **admission.headers},
+        )
+    code = (
+        "insufficient_quota"
+        if result.refused_by == "insufficient_quota"
+        else "spend_limit_exceeded"
+    )
+    return GatewayError(
+        402,
+        result.message or "This request doesn't fit your credit or spend limits.",
+        code=code,
+        headers=admission.headers,
+        metadata={"limit": result.refused_by, "requested_nanousd": amount},
+    )
+
+
+def record_failure(
+    admission: Admission,
+    error: Exception,
+    *,
+    streamed: bool,
+    attempts: list[router.Attempt] | None = None,
+) -> None:
     """A request that ended with no answer still gets its log row (errors and uptime count
-    it), at zero usage and zero cost."""
-    attempts = getattr(error, "attempts", None) or []
+    it), at zero usage, and at the cost of the attempts that reached a provider."""
+    attempts = attempts or getattr(error, "attempts", None) or []
     if not attempts:
         return  # no provider was tried: nothing happened upstream worth a trace
     if isinstance(error, router.AllAttemptsFailed) and error.last is not None:
@@ -276,18 +405,58 @@ def record_failure(admission: Admission, error: Exception, *, streamed: bool) ->
         )
     elif isinstance(error, UpstreamError):
         kind = str(error.kind)
+    elif isinstance(error, router.ClientGone | asyncio.CancelledError):
+        kind = "client_disconnected"
     else:
         kind = "upstream_error"
     events.generation_finished(
-        admission, attempts[-1].endpoint, Usage(), 0, attempts, streamed=streamed, error=kind
+        admission,
+        attempts[-1].endpoint,
+        Usage(),
+        admission.attempts_cost,
+        attempts,
+        streamed=streamed,
+        error=kind,
     )
 
 
 def reached(error: Exception) -> bool:
-    """Did a provider answer at all? Then the generation gets its (zero) usage entry."""
+    """Did a provider answer at all? Then the generation gets its usage entry (at zero, or
+    at what its unanswered attempts cost)."""
+    attempts = getattr(error, "attempts", None) or ()
     if isinstance(error, router.AllAttemptsFailed):
-        return any(a.http_status is not None for a in error.attempts)
-    return isinstance(error, UpstreamError) and error.status is not None
+        return any(a.http_status is not None or a.billable for a in attempts)
+    return isinstance(error, UpstreamError) and (error.status is not None or error.billable)
+
+
+def bill_attempts(admission: Admission, attempts: list[router.Attempt]) -> int:
+    """What the attempts that reached a provider without a usable answer cost (each at its
+    own endpoint's price for the prompt): hedged losers, timeouts after sending, answers that
+    broke off, and, when the client went away, the call that was running."""
+    total = 0
+    for record in attempts:
+        if record.outcome == "ok":
+            continue
+        if record.outcome == "pending" and admission.abandoned:
+            record.billable = True
+        if record.billable:
+            record.cost_nanousd = admission.unanswered_cost(record.endpoint)
+            total += record.cost_nanousd
+    admission.attempts_cost = total
+    return total
+
+
+def _check_room(admission: Admission, attempts: list[router.Attempt], endpoint) -> None:
+    """Before an attempt starts: the client is still there, and what the earlier attempts
+    cost plus this one's worst case is still inside the hold."""
+    if admission.abandoned:
+        raise router.ClientGone()
+    spent = sum(admission.unanswered_cost(r.endpoint) for r in attempts if r.billable)
+    if admission.held_nanousd and spent + admission.worst_case(endpoint) > admission.held_nanousd:
+        raise UpstreamError(
+            ErrorKind.HOLD_SPENT,
+            "the attempts so far used what this request was held for; no further attempt",
+        )
 
 
 async def settle(admission: Admission, cost: int, *, reached_provider: bool = True) -> None:
@@ -309,6 +478,10 @@ async def settle(admission: Admission, cost: int, *, reached_provider: bool = Tr
     )
 
 
+# The caller's names for the output cap; the gateway sends its own (what was held).
+_CAP_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
 def upstream_body(request: ChatRequest, admission: Admission) -> dict[str, Any]:
     """What adapters get: the client's body without our routing fields."""
     body = dict(request.body)
@@ -319,11 +492,26 @@ def upstream_body(request: ChatRequest, admission: Admission) -> dict[str, Any]:
     return body
 
 
+def attempt_body(body: dict[str, Any], admission: Admission, endpoint) -> dict[str, Any]:
+    """The body for one endpoint: its explicit output cap, equal to what was held for it."""
+    cap = admission.caps.get(endpoint.key)
+    if cap is None:
+        return body
+    name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    sent = {k: v for k, v in body.items() if k not in _CAP_FIELDS}
+    sent[name] = cap
+    return sent
+
+
+def _shown(attempts: list[router.Attempt]) -> list[dict[str, Any]]:
+    """What the caller needs to see of each attempt (the log has the timings)."""
+    shown = ("provider", "model", "outcome", "status", "message", "duration_ms")
+    return [{k: v for k, v in a.as_dict().items() if k in shown} for a in attempts]
+
+
 def failed(error: Exception, admission: Admission) -> GatewayError:
     if isinstance(error, router.AllAttemptsFailed):
-        # What the caller needs to see of each attempt (the log has the timings).
-        shown = ("provider", "model", "outcome", "status", "message", "duration_ms")
-        attempts = [{k: v for k, v in a.as_dict().items() if k in shown} for a in error.attempts]
+        attempts = _shown(error.attempts)
         last = error.last
         if last is not None and last.kind == ErrorKind.RATE_LIMITED and len(error.attempts) >= 1:
             retry = int(last.retry_after or 1)
@@ -336,10 +524,25 @@ def failed(error: Exception, admission: Admission) -> GatewayError:
             )
         return GatewayError(
             502,
-            f"Every provider failed ({len(attempts)} attempts); nothing was billed.",
+            f"Every provider failed ({len(attempts)} attempts); "
+            + (
+                "attempts that reached a provider without an answer cost "
+                f"${format(nano_to_usd(admission.attempts_cost), 'f')}."
+                if admission.attempts_cost
+                else "nothing was billed."
+            ),
             code="upstream_error",
             headers=admission.headers,
             metadata={"attempts": attempts},
+        )
+    if isinstance(error, UpstreamError) and error.kind == ErrorKind.HOLD_SPENT:
+        return GatewayError(
+            502,
+            "The providers failed, and the attempts they were sent cost what this request was "
+            "held for, so no further attempt was made.",
+            code="upstream_error",
+            headers=admission.headers,
+            metadata={"attempts": _shown(getattr(error, "attempts", None) or [])},
         )
     if isinstance(error, UpstreamError):
         status = _STATUS_FOR.get(error.kind, 502)
@@ -357,9 +560,15 @@ def failed(error: Exception, admission: Admission) -> GatewayError:
 
 
 def shape_completion(
-    admission: Admission, endpoint: EndpointSnap, body: dict[str, Any], usage: Usage
+    admission: Admission,
+    endpoint: EndpointSnap,
+    body: dict[str, Any],
+    usage: Usage,
+    *,
+    extra: int = 0,
 ) -> tuple[dict[str, Any], int]:
-    cost = admission.charge(cost_nanousd(endpoint, usage))
+    """`extra`: what the request's unanswered attempts cost, billed with it."""
+    cost = admission.charge(cost_nanousd(endpoint, usage)) + extra
     body["id"] = admission.generation_id
     body["object"] = "chat.completion"
     body["created"] = int(admission.received_at)
@@ -369,28 +578,96 @@ def shape_completion(
     return body, cost
 
 
+_detached: set[asyncio.Task] = set()
+
+
+def _detach(coroutine) -> None:
+    """Work that outlives its request (billing a call the client walked away from): kept
+    referenced until it is done."""
+    task = asyncio.ensure_future(coroutine)
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+
+
+def answer_tokens(answer: dict[str, Any]) -> int:
+    """The tokens an answer's text holds (content, reasoning, tool-call arguments)."""
+    total = 0
+    for choice in answer.get("choices") or ():
+        message = choice.get("message") or {}
+        for name in ("content", "reasoning", "reasoning_content"):
+            if isinstance(message.get(name), str):
+                total += text_tokens(message[name])
+        for call in message.get("tool_calls") or ():
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                total += text_tokens(arguments)
+    return total
+
+
+def floored_usage(
+    admission: Admission, endpoint: EndpointSnap, answer: dict[str, Any], usage: Usage
+) -> Usage:
+    """A provider that sent no usage is billed our estimate, never $0."""
+    if usage.prompt_tokens and (usage.completion_tokens or not answer_tokens(answer)):
+        return usage
+    return Usage(
+        prompt_tokens=usage.prompt_tokens or admission.prompt_for(endpoint),
+        completion_tokens=usage.completion_tokens or answer_tokens(answer),
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
 async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]:
     body = upstream_body(request, admission)
+    attempts: list[router.Attempt] = []
 
     async def attempt(endpoint: EndpointSnap):
+        _check_room(admission, attempts, endpoint)
         started = time.perf_counter()
-        result = await router.call_chat_once(endpoint, body)
+        result = await router.call_chat_once(endpoint, attempt_body(body, admission, endpoint))
         health_book.record_success(endpoint.key, ttft_ms=(time.perf_counter() - started) * 1000)
         return result
 
-    try:
-        (answer, usage), endpoint, attempts = await router.run(
-            admission.candidates, attempt, hedge_after_ms=request.hedge_after_ms
+    # In a task of its own, so that a client hanging up doesn't cancel a call the provider
+    # is already billing: it finishes (bounded by its timeouts) and is billed what it used.
+    run = asyncio.ensure_future(
+        router.run(
+            admission.candidates,
+            attempt,
+            hedge_after_ms=admission.hedge_after_ms,
+            attempts=attempts,
         )
+    )
+    try:
+        (answer, usage), endpoint, _ = await asyncio.shield(run)
+    except asyncio.CancelledError:
+        admission.abandoned = True
+        _detach(_finish_abandoned(admission, run, attempts))
+        raise
     except (router.AllAttemptsFailed, UpstreamError) as error:
-        # A failed request that no provider billed costs nothing.
-        await settle(admission, 0, reached_provider=reached(error))
-        record_failure(admission, error, streamed=False)
+        cost = bill_attempts(admission, attempts)
+        await settle(admission, cost, reached_provider=reached(error) or cost > 0)
+        record_failure(admission, error, streamed=False, attempts=attempts)
         raise failed(error, admission) from None
     except BaseException:
         await settle(admission, 0, reached_provider=False)
         raise
-    shaped, cost = shape_completion(admission, endpoint, answer, usage)
+    return await _answered(admission, endpoint, answer, usage, attempts)
+
+
+async def _answered(
+    admission: Admission,
+    endpoint: EndpointSnap,
+    answer: dict[str, Any],
+    usage: Usage,
+    attempts: list[router.Attempt],
+    *,
+    error: str | None = None,
+) -> dict[str, Any]:
+    usage = floored_usage(admission, endpoint, answer, usage)
+    extra = bill_attempts(admission, attempts)
+    shaped, cost = shape_completion(admission, endpoint, answer, usage, extra=extra)
     await settle(admission, cost)
     events.generation_finished(
         admission,
@@ -399,9 +676,31 @@ async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]
         cost,
         attempts,
         streamed=False,
+        error=error,
         response_body=shaped if admission.keeps_bodies else None,
     )
     return shaped
+
+
+async def _finish_abandoned(
+    admission: Admission, run: asyncio.Future, attempts: list[router.Attempt]
+) -> None:
+    """The client went away while a provider was working on its request: wait for the
+    answer (no new attempt starts) and bill what it used, or the prompt of each attempt."""
+    try:
+        (answer, usage), endpoint, _ = await run
+    except BaseException as error:  # noqa: BLE001 - every ending is billed
+        try:
+            cost = bill_attempts(admission, attempts)
+            await settle(admission, cost, reached_provider=reached(error) or cost > 0)
+            record_failure(admission, error, streamed=False, attempts=attempts)
+        except Exception:
+            logger.exception("could not bill the abandoned request %s", admission.generation_id)
+        return
+    try:
+        await _answered(admission, endpoint, answer, usage, attempts, error="client_disconnected")
+    except Exception:
+        logger.exception("could not bill the abandoned request %s", admission.generation_id)
 
 
 def _sse(data: dict[str, Any]) -> bytes:
@@ -412,23 +711,34 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
     """Routes until one provider's stream has its first chunk; errors before that are
     ordinary (fallback, then an HTTP error answer)."""
     body = upstream_body(request, admission)
+    attempts: list[router.Attempt] = []
 
     async def attempt(endpoint: EndpointSnap):
-        result = await router.open_stream_once(endpoint, body)
+        _check_room(admission, attempts, endpoint)
+        result = await router.open_stream_once(endpoint, attempt_body(body, admission, endpoint))
         health_book.record_success(endpoint.key, ttft_ms=result.ttft_ms)
         return result
 
     try:
-        result, _, attempts = await router.run(
-            admission.candidates, attempt, hedge_after_ms=request.hedge_after_ms
+        result, _, _ = await router.run(
+            admission.candidates,
+            attempt,
+            hedge_after_ms=admission.hedge_after_ms,
+            attempts=attempts,
         )
     except (router.AllAttemptsFailed, UpstreamError) as error:
-        await settle(admission, 0, reached_provider=reached(error))
-        record_failure(admission, error, streamed=True)
+        cost = bill_attempts(admission, attempts)
+        await settle(admission, cost, reached_provider=reached(error) or cost > 0)
+        record_failure(admission, error, streamed=True, attempts=attempts)
         raise failed(error, admission) from None
-    except BaseException:
-        await settle(admission, 0, reached_provider=False)
+    except BaseException as error:
+        # The client went away before the first chunk: what was sent upstream is billed.
+        admission.abandoned = True
+        cost = bill_attempts(admission, attempts)
+        await asyncio.shield(settle(admission, cost, reached_provider=cost > 0))
+        record_failure(admission, error, streamed=True, attempts=attempts)
         raise
+    bill_attempts(admission, attempts)
     for record in attempts:
         if record.outcome == "ok":
             record.ttft_ms = result.ttft_ms  # the winner's first chunk, for the waterfall
@@ -487,8 +797,8 @@ async def stream_events(
             failure = error
         usage = result.decoder.usage
         if usage is None or failure is not None:
-            usage = _delivered_usage(admission, tracker, usage)
-        cost = cost_nanousd(endpoint, usage)
+            usage = _delivered_usage(admission, endpoint, tracker, usage)
+        cost = cost_nanousd(endpoint, usage) + admission.attempts_cost
         if failure is not None:
             for pending in held:
                 yield _sse(pending)
@@ -541,8 +851,8 @@ async def stream_events(
         await result.aclose()
         if not finished:
             # The client went away mid-stream: bill the prompt and what was delivered.
-            usage = _delivered_usage(admission, tracker, result.decoder.usage)
-            cost = cost_nanousd(endpoint, usage)
+            usage = _delivered_usage(admission, endpoint, tracker, result.decoder.usage)
+            cost = cost_nanousd(endpoint, usage) + admission.attempts_cost
             # Shielded: the request is being cancelled, but the money must still settle.
             await asyncio.shield(settle(admission, cost))
             events.generation_finished(
@@ -557,16 +867,19 @@ async def stream_events(
             )
 
 
-def _delivered_usage(admission: Admission, tracker, reported: Usage | None) -> Usage:
-    """Usage for a stream that didn't finish: what the provider reported so far, but never
-    less than the estimated prompt and the tokens actually delivered."""
-    prompt = max(reported.prompt_tokens if reported else 0, 0) or admission.prompt_tokens
+def _delivered_usage(
+    admission: Admission, endpoint: EndpointSnap, tracker, reported: Usage | None
+) -> Usage:
+    """Usage for a stream that ended without the provider's final count: what it reported so
+    far, but never less than the prompt as held and the tokens delivered (reasoning too)."""
+    prompt = (reported.prompt_tokens if reported else 0) or admission.prompt_for(endpoint)
+    reasoning = max(reported.reasoning_tokens if reported else 0, tracker.reasoning_tokens)
     completion = max(reported.completion_tokens if reported else 0, tracker.delivered_tokens)
     return Usage(
         prompt_tokens=prompt,
-        completion_tokens=completion,
+        completion_tokens=max(completion, reasoning),
         cached_tokens=reported.cached_tokens if reported else 0,
-        reasoning_tokens=reported.reasoning_tokens if reported else 0,
+        reasoning_tokens=reasoning,
     )
 
 

@@ -117,25 +117,22 @@ def _as_dict(policy: RoutingPolicy) -> dict[str, Any]:
 def merge(
     defaults: OrgRoutingDefaults, prefs: Preferences, strategy: str | None
 ) -> tuple[Preferences, str]:
-    """The request's preferences with the organization's defaults filling the gaps.
+    """The request's preferences within the organization's policy, which is a ceiling: a
+    request may narrow it, never widen it.
 
     - strategy: the request's (`provider.sort` or `route`), else the organization's.
-    - order / ignore: the request's when it gives any, else the organization's; an ignored
-      provider that the request names in `only` or `order` is not ignored (the request wins).
+    - order: the request's when it gives any, else the organization's.
+    - ignore: the organization's and the request's together. A provider the organization
+      ignores stays ignored even when the request names it in `only` or `order`.
     - allow_fallbacks: `Preferences` can't tell an explicit true from an absent field, so the
       stricter of the two applies: either side saying false turns fallbacks off.
     """
     if defaults == _NO_DEFAULTS:
         return prefs, strategy or defaults.strategy
-    order = prefs.order or defaults.order
-    if prefs.ignore:
-        ignore = prefs.ignore
-    else:
-        wanted = set(prefs.only) | set(prefs.order)
-        ignore = tuple(slug for slug in defaults.ignore if slug not in wanted)
+    ignore = prefs.ignore + tuple(slug for slug in defaults.ignore if slug not in prefs.ignore)
     merged = replace(
         prefs,
-        order=order,
+        order=prefs.order or defaults.order,
         ignore=ignore,
         allow_fallbacks=prefs.allow_fallbacks and defaults.allow_fallbacks,
     )

@@ -31,6 +31,7 @@ from routing.providers.base import (
 )
 from routing.providers.registry import adapter_for
 from routing.snapshot import EndpointSnap, ModelSnap
+from routing.tokens import text_tokens
 
 STRATEGIES = ("price", "latency", "throughput")
 
@@ -124,6 +125,10 @@ class Attempt:
     duration_ms: float = 0.0
     ttft_ms: float | None = None
     hedged: bool = False
+    # Reached the provider without an answer we can bill from (a timeout after sending, a
+    # broken answer, a cancelled hedge): the provider may charge us, so we charge its prompt.
+    billable: bool = False
+    cost_nanousd: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         # started_at is on the monotonic clock; the log and the trace want wall-clock time.
@@ -138,7 +143,12 @@ class Attempt:
             "duration_ms": round(self.duration_ms, 1),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
             "hedged": self.hedged,
+            "cost": self.cost_nanousd,
         }
+
+
+class ClientGone(Exception):
+    """The client went away: no new attempt is started for it."""
 
 
 class AllAttemptsFailed(Exception):
@@ -215,8 +225,13 @@ def _build(request: UpstreamRequest) -> httpx.Request:
 async def _send(request: UpstreamRequest, adapter: Adapter) -> httpx.Response:
     try:
         response = await get_client().send(_build(request), stream=True)
+    except (httpx.ConnectTimeout, httpx.PoolTimeout):
+        # Never sent: nothing the provider could bill.
+        raise UpstreamError(ErrorKind.CONNECTION, "could not connect in time") from None
     except httpx.TimeoutException:
-        raise UpstreamError(ErrorKind.TIMEOUT, "the provider did not answer in time") from None
+        raise UpstreamError(
+            ErrorKind.TIMEOUT, "the provider did not answer in time", billable=True
+        ) from None
     except httpx.TransportError as error:
         raise UpstreamError(ErrorKind.CONNECTION, f"connection failed: {error}") from None
     if response.status_code >= 400:
@@ -236,16 +251,20 @@ async def call_chat_once(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[
     try:
         raw = await response.aread()
     except httpx.TimeoutException:
-        raise UpstreamError(ErrorKind.TIMEOUT, "the provider stopped answering") from None
+        raise UpstreamError(
+            ErrorKind.TIMEOUT, "the provider stopped answering", billable=True
+        ) from None
     except httpx.TransportError as error:
-        raise UpstreamError(ErrorKind.CONNECTION, f"the answer broke off: {error}") from None
+        raise UpstreamError(
+            ErrorKind.CONNECTION, f"the answer broke off: {error}", billable=True
+        ) from None
     finally:
         await response.aclose()
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamError(
-            ErrorKind.OVERLOADED, "the provider sent an unreadable answer"
+            ErrorKind.OVERLOADED, "the provider sent an unreadable answer", billable=True
         ) from None
     return adapter.chat_response(endpoint.target, data)
 
@@ -284,16 +303,22 @@ async def open_stream_once(endpoint: EndpointSnap, body: dict[str, Any]) -> Stre
                 first = decoder.finish()
                 if not first:
                     raise UpstreamError(
-                        ErrorKind.STREAM_CUT, "the provider's stream ended before any output"
+                        ErrorKind.STREAM_CUT,
+                        "the provider's stream ended before any output",
+                        billable=True,
                     ) from None
                 break
             first = decoder.feed(data)
     except httpx.TimeoutException:
         await response.aclose()
-        raise UpstreamError(ErrorKind.TIMEOUT, "no output from the provider in time") from None
+        raise UpstreamError(
+            ErrorKind.TIMEOUT, "no output from the provider in time", billable=True
+        ) from None
     except httpx.TransportError as error:
         await response.aclose()
-        raise UpstreamError(ErrorKind.CONNECTION, f"the stream broke off: {error}") from None
+        raise UpstreamError(
+            ErrorKind.CONNECTION, f"the stream broke off: {error}", billable=True
+        ) from None
     except BaseException:
         await response.aclose()
         raise
@@ -314,19 +339,22 @@ async def run(
     *,
     hedge_after_ms: float | None = None,
     health: HealthBook = health_book,
+    attempts: list[Attempt] | None = None,
 ) -> tuple[Any, EndpointSnap, list[Attempt]]:
     """Try candidates until one succeeds. Retryable failures move on to the next candidate
     (going round again with backoff while attempts remain); a failure that would happen
-    anywhere (bad request, context length) ends the call at once."""
+    anywhere (bad request, context length) ends the call at once. `attempts`, when given, is
+    filled as they start (the caller still has them if the run is cancelled)."""
     if not candidates:
         raise AllAttemptsFailed([], None)
     # Every candidate once; with fewer candidates than allowed attempts, go round again.
     sequence = list(candidates)
     while len(sequence) < settings.ROUTING_MAX_ATTEMPTS:
         sequence.append(candidates[len(sequence) % len(candidates)])
+    if attempts is None:
+        attempts = []
     if hedge_after_ms is None:
-        return await _run_one_at_a_time(sequence, len(candidates), attempt, health)
-    attempts: list[Attempt] = []
+        return await _run_one_at_a_time(sequence, len(candidates), attempt, health, attempts)
     running: dict[asyncio.Task, Attempt] = {}
     next_index = 0
     last_error: UpstreamError | None = None
@@ -345,6 +373,8 @@ async def run(
         for task, record in running.items():
             task.cancel()
             record.outcome = "cancelled"
+            record.billable = True  # it was on its way: the provider may bill it
+            record.duration_ms = (time.perf_counter() - record.started_at) * 1000
         if running:
             await asyncio.gather(*running, return_exceptions=True)
         running.clear()
@@ -403,6 +433,7 @@ async def run(
 
 def _failed(record: Attempt, error: UpstreamError, health: HealthBook) -> None:
     record.outcome = str(error.kind)
+    record.billable = error.billable
     record.http_status = error.status
     record.message = error.message[:300]
     if error.kind == ErrorKind.RATE_LIMITED:
@@ -424,9 +455,9 @@ async def _run_one_at_a_time(
     rounds_of: int,
     attempt: Callable[[EndpointSnap], Awaitable[Any]],
     health: HealthBook,
+    attempts: list[Attempt],
 ) -> tuple[Any, EndpointSnap, list[Attempt]]:
     """The common case, without hedging: no task per attempt, the call awaited in place."""
-    attempts: list[Attempt] = []
     last_error: UpstreamError | None = None
     for number, endpoint in enumerate(sequence):
         if number >= rounds_of:
@@ -452,9 +483,12 @@ async def _run_one_at_a_time(
 
 @dataclass(slots=True)
 class StreamTracker:
-    """What a stream delivered, for billing an aborted stream by what was sent."""
+    """What a stream delivered, for billing a stream that ended without the provider's usage:
+    answer text, tool-call arguments and reasoning, counted as tokens the way the prompt is
+    (CJK about a token a character)."""
 
-    delivered_chars: int = 0
+    delivered_tokens: int = 0
+    reasoning_tokens: int = 0
     chunks: int = 0
     finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -468,13 +502,18 @@ class StreamTracker:
             delta = choice.get("delta") or {}
             content = delta.get("content")
             if content:
-                self.delivered_chars += len(content)
+                self.delivered_tokens += text_tokens(content)
                 if self.keep_text:
                     self.parts.append(content)
+            reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+            if reasoning:
+                tokens = text_tokens(reasoning)
+                self.delivered_tokens += tokens
+                self.reasoning_tokens += tokens
             for call in delta.get("tool_calls") or ():
                 arguments = (call.get("function") or {}).get("arguments")
                 if arguments:
-                    self.delivered_chars += len(arguments)
+                    self.delivered_tokens += text_tokens(arguments)
                     if self.keep_text:
                         self.parts.append(arguments)
             if choice.get("finish_reason"):
@@ -483,7 +522,3 @@ class StreamTracker:
     @property
     def text(self) -> str | None:
         return "".join(self.parts) if self.keep_text else None
-
-    @property
-    def delivered_tokens(self) -> int:
-        return -(-self.delivered_chars // 4)

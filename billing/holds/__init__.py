@@ -53,6 +53,7 @@ from billing.holds.store import (
     ORG,
     HoldStore,
     HoldUnavailable,
+    InFlight,
     InProcessHoldStore,
     Part,
     UsageRecord,
@@ -93,8 +94,9 @@ class HoldResult:
     allowed: bool
     hold_id: str
     amount_nanousd: int
-    # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" when refused, or
-    # "hold_id_used" for a hold id that already ended (its generation was billed).
+    # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" when refused,
+    # "too_many_in_flight" when the organization's requests in flight are at its plan's cap,
+    # or "hold_id_used" for a hold id that already ended (its generation was billed).
     refused_by: str | None = None
     message: str = ""
     # What is left on each limit after this hold (before it, when refused); None when that
@@ -210,6 +212,11 @@ async def hold_place(
         at=now,
     )
     deadline = (now + timedelta(seconds=settings.BILLING_HOLD_TTL_SECONDS)).timestamp()
+    in_flight = (
+        InFlight(snapshot.organization_id, snapshot.max_in_flight)
+        if snapshot.max_in_flight
+        else None
+    )
     seeds: dict[int, int] = {}
     for _ in range(3):
         outcome = await store.place(
@@ -219,6 +226,7 @@ async def hold_place(
             started_at=now,
             deadline=deadline,
             seeds=seeds or None,
+            in_flight=in_flight,
         )
         if outcome.status != "cold":
             break
@@ -238,6 +246,17 @@ async def hold_place(
             amount_nanousd=amount_nanousd,
             message="" if outcome.dup_state == "held" else "This hold id was already used.",
             refused_by=None if outcome.dup_state == "held" else "hold_id_used",
+        )
+    if outcome.status == "busy":
+        return HoldResult(
+            allowed=False,
+            hold_id=hold_id,
+            amount_nanousd=amount_nanousd,
+            refused_by="too_many_in_flight",
+            message=(
+                f"Your organization already has {outcome.in_flight} requests in flight, the "
+                f"most its plan allows at once. Retry when one of them has finished."
+            ),
         )
     allowed = outcome.status == "ok"
     remaining: dict[str, int | None] = {KEY: None, ORG: None, BALANCE: None}

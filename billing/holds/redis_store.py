@@ -4,6 +4,8 @@ Keys, under a prefix (settings.BILLING_REDIS_PREFIX):
   <p>:c:<scope>:<subject>:<period tag>  hash {s: spent, h: held}; expires 2 days after its period
   <p>:h:<hold id>                        hash {state, amount, parts, started}; kept a grace period
                                          after it ends (settle and release are exactly-once)
+  <p>:f:<subject>                        sorted set: the subject's active hold ids -> deadline
+                                         (ms): the in-flight cap counts them
   <p>:deadlines                          sorted set: hold id -> deadline (ms); a key's own TTL
                                          can't run code when it lapses, so the periodic job
                                          releases what is past its deadline from here
@@ -45,9 +47,10 @@ from billing.holds.store import (
 
 # KEYS: hold, deadlines, counter...   ARGV: hold id, amount, deadline ms, record ttl ms,
 # started us, then per counter: limit ("" = none), ttl ms ("" = none), seed ("" = unknown:
-# report it cold).
+# report it cold), then the in-flight set ("" = no cap), its cap and now (ms).
 _PLACE = """
 local n = #KEYS - 2
+local fa = 5 + n * 3
 local state = redis.call('HGET', KEYS[1], 'state')
 if state then return {'dup', state} end
 local cold = {}
@@ -65,6 +68,13 @@ for i = 1, n do
   end
 end
 if #cold > 0 then return {'cold', table.concat(cold, ' ')} end
+local flight = ARGV[fa + 1]
+if flight ~= '' then
+  -- Holds past their deadline no longer count, whether or not the sweep has run yet.
+  redis.call('ZREMRANGEBYSCORE', flight, '-inf', ARGV[fa + 3])
+  local active = redis.call('ZCARD', flight)
+  if active >= tonumber(ARGV[fa + 2]) then return {'busy', tostring(active)} end
+end
 local amount = tonumber(ARGV[2])
 local rooms = {}
 local refused = -1
@@ -87,6 +97,11 @@ for i = 1, n do
 end
 redis.call('HSET', KEYS[1], 'state', 'held', 'amount', ARGV[2],
            'parts', table.concat(parts, ' '), 'started', ARGV[5])
+if flight ~= '' then
+  redis.call('ZADD', flight, ARGV[3], ARGV[1])
+  if redis.call('PTTL', flight) < tonumber(ARGV[4]) then redis.call('PEXPIRE', flight, ARGV[4]) end
+  redis.call('HSET', KEYS[1], 'f', flight)
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return {'ok', table.concat(rooms, ' ')}
@@ -95,7 +110,9 @@ return {'ok', table.concat(rooms, ' ')}
 # Give an active hold's amount back to its counters (never below zero: a counter reseeded
 # after a Redis restart doesn't carry the holds it lost).
 _GIVE_BACK = """
-local function give_back(hold)
+local function give_back(hold, id)
+  local flight = redis.call('HGET', hold, 'f')
+  if flight then redis.call('ZREM', flight, id) end
   local amount = redis.call('HGET', hold, 'amount')
   if amount == '0' then return end  -- and "-0" is no integer to Redis
   local parts = redis.call('HGET', hold, 'parts') or ''
@@ -116,7 +133,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'settled' then return 'settled' end
 local started = ARGV[4]
 if state then
-  if state == 'held' then give_back(KEYS[1]) end
+  if state == 'held' then give_back(KEYS[1], ARGV[1]) end
   local parts = redis.call('HGET', KEYS[1], 'parts') or ''
   for c in string.gmatch(parts, '%S+') do
     if redis.call('EXISTS', c) == 1 then redis.call('HINCRBY', c, 's', ARGV[2]) end
@@ -136,7 +153,7 @@ _RELEASE = (
     _GIVE_BACK
     + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'held' then return 0 end
-give_back(KEYS[1])
+give_back(KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'released')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -153,7 +170,7 @@ local released = 0
 for _, id in ipairs(ids) do
   local hold = ARGV[3] .. id
   if redis.call('HGET', hold, 'state') == 'held' then
-    give_back(hold)
+    give_back(hold, id)
     redis.call('HSET', hold, 'state', 'expired')
     redis.call('PEXPIRE', hold, ARGV[4])
     released = released + 1
@@ -224,6 +241,9 @@ class RedisHoldStore(HoldStore):
     def hold_key(self, hold_id: str) -> str:
         return f"{self.prefix}:h:{hold_id}"
 
+    def flight_key(self, subject: str) -> str:
+        return f"{self.prefix}:f:{subject}"
+
     def counter_key(self, name: str) -> str:
         return f"{self.prefix}:c:{name}"
 
@@ -290,7 +310,9 @@ class RedisHoldStore(HoldStore):
 
     # -- hot path ----------------------------------------------------------------------------
 
-    async def place(self, *, hold_id, parts, amount, started_at, deadline, seeds=None):
+    async def place(
+        self, *, hold_id, parts, amount, started_at, deadline, seeds=None, in_flight=None
+    ):
         keys = [self.hold_key(hold_id), self.deadlines_key]
         keys.extend(self.counter_key(part.counter) for part in parts)
         deadline_ms = int(deadline * 1000)
@@ -306,8 +328,16 @@ class RedisHoldStore(HoldStore):
             seed = "" if seeds is None or i not in seeds else seeds[i]
             limit = "" if part.limit is None else part.limit
             args.extend((limit, "" if ttl is None else int(ttl * 1000), seed))
+        if in_flight is None:
+            args.extend(("", "", ""))
+        else:
+            args.extend(
+                (self.flight_key(in_flight.subject), in_flight.limit, int(time.time() * 1000))
+            )
         reply = await self._eval(PLACE, keys, args)
         status = _text(reply[0])
+        if status == "busy":
+            return PlaceOutcome("busy", in_flight=int(reply[1]))
         if status == "dup":
             return PlaceOutcome("dup", dup_state=_text(reply[1]))
         if status == "cold":

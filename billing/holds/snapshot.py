@@ -55,6 +55,9 @@ class OrgBillingSnapshot:
     # Every credit ever (top-ups, grants, refunds, adjustments): the prepaid balance is this
     # minus all usage, and all usage is a hot counter.
     credits_nanousd: int
+    # From the plan: the cap on requests in flight (None: none) and the earliest hedge.
+    max_in_flight: int | None = None
+    min_hedge_after_ms: int = 0
 
     def as_tuple(self) -> tuple:
         return (
@@ -62,6 +65,8 @@ class OrgBillingSnapshot:
             self.prepaid,
             self.monthly_limit_nanousd,
             self.credits_nanousd,
+            self.max_in_flight,
+            self.min_hedge_after_ms,
         )
 
 
@@ -77,6 +82,8 @@ def snapshot_build(organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
         prepaid=account.plan.is_prepaid,
         monthly_limit_nanousd=account.monthly_limit_nanousd,
         credits_nanousd=credits,
+        max_in_flight=account.plan.max_in_flight,
+        min_hedge_after_ms=account.plan.min_hedge_after_ms,
     )
 
 

@@ -82,12 +82,22 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class PlaceOutcome:
-    status: str  # "ok" | "refused" | "dup" | "cold"
+    status: str  # "ok" | "refused" | "dup" | "cold" | "busy"
     # Room left on each part before this hold (limit - spent - held; None without a limit).
     rooms: tuple[int | None, ...] = ()
     refused_index: int | None = None
     cold: tuple[int, ...] = ()  # indexes of parts whose counter is missing (seed and retry)
     dup_state: str | None = None
+    in_flight: int = 0  # "busy": how many of the subject's holds are active
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A cap on the active holds of one subject (an organization): how many of its requests
+    may be in flight at once, whatever their amounts."""
+
+    subject: str
+    limit: int
 
 
 def encode_record(record: UsageRecord) -> str:
@@ -143,8 +153,10 @@ class HoldStore:
         started_at: datetime,
         deadline: float,
         seeds: dict[int, int] | None = None,
+        in_flight: InFlight | None = None,
     ) -> PlaceOutcome:
-        """Reserve `amount` on every part if it fits on all of them, else on none."""
+        """Reserve `amount` on every part if it fits on all of them, else on none; "busy"
+        when `in_flight` caps the subject's active holds and the cap is reached."""
         raise NotImplementedError
 
     async def settle(self, *, hold_id: str, record: UsageRecord) -> str:
@@ -190,6 +202,7 @@ class _Hold:
     started_us: int
     deadline: float
     forget_at: float  # the record (an idempotency marker once ended) is dropped after this
+    flight: str | None = None  # the in-flight subject this hold counts against
 
 
 class InProcessHoldStore(HoldStore):
@@ -210,6 +223,7 @@ class InProcessHoldStore(HoldStore):
         self._deadlines: list[tuple[float, str]] = []
         self._queue: deque[UsageRecord] = deque()
         self._batches: dict[str, list[UsageRecord]] = {}
+        self._flights: dict[str, set[str]] = {}  # subject -> its active hold ids
         self._auto_flush = auto_flush
         self._last_flush = time.monotonic()
         self._flush_scheduled = False
@@ -219,7 +233,9 @@ class InProcessHoldStore(HoldStore):
     def record_ttl(self) -> float:
         return float(settings.BILLING_HOLD_RECORD_SECONDS)
 
-    async def place(self, *, hold_id, parts, amount, started_at, deadline, seeds=None):
+    async def place(
+        self, *, hold_id, parts, amount, started_at, deadline, seeds=None, in_flight=None
+    ):
         now = started_at.timestamp()
         with self._lock:
             if self._deadlines and self._deadlines[0][0] <= now:
@@ -241,6 +257,11 @@ class InProcessHoldStore(HoldStore):
                     cold.append(i)
             if cold:
                 return PlaceOutcome("cold", cold=tuple(cold))
+            flight = None
+            if in_flight is not None:
+                flight = self._flights.setdefault(in_flight.subject, set())
+                if len(flight) >= in_flight.limit:
+                    return PlaceOutcome("busy", in_flight=len(flight))
             rooms = []
             refused = None
             for i, part in enumerate(parts):
@@ -263,13 +284,18 @@ class InProcessHoldStore(HoldStore):
                 started_us=to_us(started_at),
                 deadline=deadline,
                 forget_at=deadline + self.record_ttl,
+                flight=in_flight.subject if in_flight is not None else None,
             )
+            if flight is not None:
+                flight.add(hold_id)
             heapq.heappush(self._deadlines, (deadline, hold_id))
             if len(self._holds) + len(self._counters) > self._sweep_at:
                 self._sweep(now)
             return PlaceOutcome("ok", rooms=tuple(rooms))
 
-    def _give_back(self, hold: _Hold) -> None:
+    def _give_back(self, hold: _Hold, hold_id: str) -> None:
+        if hold.flight is not None:
+            self._flights.get(hold.flight, set()).discard(hold_id)
         for name in hold.counters:
             counter = self._counters.get(name)
             if counter is not None:
@@ -283,7 +309,7 @@ class InProcessHoldStore(HoldStore):
                 return state
             if hold is not None:
                 if state == "held":
-                    self._give_back(hold)
+                    self._give_back(hold, hold_id)
                 for name in hold.counters:
                     counter = self._counters.get(name)
                     if counter is not None:
@@ -335,7 +361,7 @@ class InProcessHoldStore(HoldStore):
             hold = self._holds.get(hold_id)
             if hold is None or hold.state != "held":
                 return False
-            self._give_back(hold)
+            self._give_back(hold, hold_id)
             hold.state = "released"
             hold.forget_at = time.time() + self.record_ttl
             return True
@@ -350,7 +376,7 @@ class InProcessHoldStore(HoldStore):
             _, hold_id = heapq.heappop(self._deadlines)
             hold = self._holds.get(hold_id)
             if hold is not None and hold.state == "held":
-                self._give_back(hold)
+                self._give_back(hold, hold_id)
                 hold.state = "expired"
                 released += 1
         return released

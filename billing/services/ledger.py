@@ -56,6 +56,8 @@ BUILTIN_PLANS = (
         "kind": Plan.Kind.PREPAID,
         "free_grant_nanousd": 1_000_000_000,  # $1 of free starting credit
         "default_monthly_limit_nanousd": None,
+        "max_in_flight": 64,
+        "min_hedge_after_ms": 250,
         "is_default": True,
     },
     {
@@ -64,6 +66,8 @@ BUILTIN_PLANS = (
         "kind": Plan.Kind.POSTPAID,
         "free_grant_nanousd": 0,
         "default_monthly_limit_nanousd": 1_000_000_000_000,  # $1,000 a month until raised
+        "max_in_flight": 256,
+        "min_hedge_after_ms": 100,
         "is_default": False,
     },
 )

@@ -11,12 +11,14 @@ Translation notes:
   call becomes `message.content` (a JSON string) with finish_reason "stop"; streamed, its
   `input_json_delta`s become content deltas. A client tool of that name would be misread.
 - `reasoning_effort` becomes `thinking` with a token budget (low 1024, medium 4096,
-  high 16384). Anthropic needs max_tokens above the budget, so max_tokens is raised to
-  budget + the requested answer room when it is not. Thinking is left off where Anthropic
-  forbids it: forced tool use (named or `required` tool_choice, the JSON emulation) and an
-  ongoing tool loop (Anthropic wants the earlier turn's signed thinking blocks back, which an
-  OpenAI client does not keep). With thinking on, temperature is dropped and a top_p below
-  0.95 too (Anthropic rejects them).
+  high 16384). Anthropic counts thinking inside max_tokens and needs it above the budget: the
+  gateway asks `output_cap` for budget + the answer's room and holds that; a request whose cap
+  is still at or below the budget gets half the cap as budget, or no thinking below 2,048
+  (the adapter never raises the cap it was given: that is what was held). Thinking is left
+  off where Anthropic forbids it: forced tool use (named or `required` tool_choice, the JSON
+  emulation) and an ongoing tool loop (Anthropic wants the earlier turn's signed thinking
+  blocks back, which an OpenAI client does not keep). With thinking on, temperature is
+  dropped and a top_p below 0.95 too (Anthropic rejects them).
 - temperature is capped at 1.0 (Anthropic's range is 0..1, OpenAI's 0..2).
 - thinking text comes back as `message.reasoning` / `delta.reasoning` (as OpenRouter does).
 """
@@ -54,6 +56,7 @@ ANTHROPIC_VERSION = "2023-06-01"
 JSON_TOOL = "json_output"
 DEFAULT_MAX_TOKENS = 4096
 THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
+MIN_THINKING_BUDGET = 1024  # Anthropic refuses a smaller budget_tokens
 STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -242,12 +245,30 @@ def _tool_choice(body: Mapping[str, Any], has_tools: bool, json_mode: bool) -> d
     return result
 
 
-def _in_tool_loop(turns: list[dict[str, Any]]) -> bool:
-    for turn in reversed(turns):
-        if turn["role"] == "assistant":
-            content = turn["content"]
-            return isinstance(content, list) and any(b["type"] == "tool_use" for b in content)
-    return False
+def _thinking_budget(body: Mapping[str, Any]) -> int | None:
+    """The thinking budget `reasoning_effort` asks for, None where Anthropic forbids thinking:
+    forced tool use (a named or `required` tool_choice, the JSON emulation) and an ongoing
+    tool loop. Read from the OpenAI body, so the hold (`output_cap`) and the request agree."""
+    budget = THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
+    if not budget:
+        return None
+    response_format = body.get("response_format") or {}
+    json_mode = response_format.get("type") in ("json_schema", "json_object")
+    has_tools = bool(function_tools(body.get("tools")))
+    choice = _tool_choice(body, has_tools, json_mode)
+    if choice and choice["type"] in ("any", "tool"):
+        return None
+    # The last assistant turn (consecutive assistant messages merge into one) called tools.
+    messages = body.get("messages") or []
+    seen_assistant = False
+    for message in reversed(messages):
+        if message.get("role") == "assistant":
+            seen_assistant = True
+            if message.get("tool_calls"):
+                return None
+        elif seen_assistant:
+            break
+    return budget
 
 
 # --- response ------------------------------------------------------------------------------
@@ -407,6 +428,14 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
 class AnthropicAdapter(Adapter):
     wire = "anthropic"
 
+    def output_cap(self, body, *, requested, endpoint_max):
+        # Anthropic counts thinking inside max_tokens and wants it above the budget: the
+        # budget is added to the answer's room, within what the endpoint can write.
+        budget = _thinking_budget(body)
+        if budget and requested <= budget:
+            requested = budget + requested
+        return max(min(requested, endpoint_max), 1)
+
     def chat_request(
         self, target: Target, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
@@ -456,15 +485,14 @@ class AnthropicAdapter(Adapter):
 
         temperature = body.get("temperature")
         top_p = body.get("top_p")
-        budget = THINKING_BUDGETS.get(body.get("reasoning_effort") or "")
-        if budget and (
-            (tool_choice and tool_choice["type"] in ("any", "tool")) or _in_tool_loop(messages)
-        ):
-            budget = None
+        budget = _thinking_budget(body)
+        if budget and requested_max is None and max_tokens <= budget:
+            max_tokens = budget + max_tokens  # a direct call without a cap (not the gateway's)
+        if budget and max_tokens <= budget:
+            # The cap is what was held: the budget shrinks to fit under it, never the reverse.
+            budget = max_tokens // 2 if max_tokens // 2 >= MIN_THINKING_BUDGET else None
         if budget:
             payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
-            if max_tokens <= budget:
-                max_tokens = budget + (requested_max or DEFAULT_MAX_TOKENS)
             temperature = None
             if top_p is not None and top_p < 0.95:
                 top_p = None

@@ -49,6 +49,8 @@ class ErrorKind(StrEnum):
     BAD_REQUEST = "bad_request"
     AUTH = "auth"
     NOT_FOUND = "not_found"
+    # Ours, not a provider's: the request's hold can't pay for another attempt.
+    HOLD_SPENT = "hold_spent"
 
 
 # Failures worth trying another endpoint for. The others would fail the same way anywhere.
@@ -73,11 +75,14 @@ class UpstreamError(Exception):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        billable: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
+        # The request reached the provider, which may bill it, but no usage came back.
+        self.billable = billable
         self.retry_after = retry_after
 
     @property
@@ -130,6 +135,12 @@ class StreamDecoder:
 
 class Adapter:
     wire: ClassVar[str]
+
+    def output_cap(self, body: Mapping[str, Any], *, requested: int, endpoint_max: int) -> int:
+        """The output cap this adapter sends upstream for `body` when `requested` output
+        tokens are allowed: what a hold must cover. Adapters that add tokens of their own (a
+        thinking budget) say so here; the request they build never asks for more."""
+        return max(min(requested, endpoint_max), 1)
 
     def chat_request(
         self, target: Target, body: dict[str, Any], *, stream: bool

@@ -82,7 +82,13 @@ def request_json(body: dict, *, stream: bool = False) -> dict:
     [("tools_conversation", False), ("json_schema", False), ("reasoning_stream", True)],
 )
 def test_chat_request_matches_the_recorded_anthropic_request(case, stream):
-    request = adapter.chat_request(TARGET, load(f"client/{case}.json"), stream=stream)
+    body = load(f"client/{case}.json")
+    # As the gateway sends it: with the output cap it held (the thinking budget included).
+    if "max_tokens" in body:
+        body["max_tokens"] = adapter.output_cap(
+            body, requested=body["max_tokens"], endpoint_max=64_000
+        )
+    request = adapter.chat_request(TARGET, body, stream=stream)
     expected = load(f"anthropic/{case}.request.json")
     assert request.method == expected["method"]
     assert request.url == expected["url"]
@@ -181,8 +187,18 @@ def test_reasoning_effort_becomes_a_thinking_budget_below_max_tokens(effort, bud
     )
     assert payload["thinking"] == {"type": "enabled", "budget_tokens": budget}
     assert payload["max_tokens"] == 30000
-    small = request_json({"messages": [user("hi")], "reasoning_effort": effort, "max_tokens": 500})
-    assert small["max_tokens"] == budget + 500 > small["thinking"]["budget_tokens"]
+    # The gateway holds and sends budget + the answer's room (output_cap); a cap at or below
+    # the budget is never raised (it is what was held): the budget shrinks under it instead.
+    body = {"messages": [user("hi")], "reasoning_effort": effort, "max_tokens": 500}
+    cap = adapter.output_cap(body, requested=500, endpoint_max=64_000)
+    assert cap == budget + 500
+    sent = request_json({**body, "max_tokens": cap})
+    assert sent["max_tokens"] == cap > sent["thinking"]["budget_tokens"] == budget
+    small = request_json({**body, "max_tokens": 3000})
+    assert small["max_tokens"] == 3000
+    assert small["thinking"]["budget_tokens"] == (1500 if budget >= 3000 else budget)
+    tiny = request_json({**body, "max_tokens": 500})
+    assert tiny["max_tokens"] == 500 and "thinking" not in tiny
 
 
 def test_thinking_drops_sampling_anthropic_rejects_with_it():

@@ -183,7 +183,7 @@ def test_context_window_filters_small_endpoints(openai_client, generation_events
     assert reply.model_extra["provider"] != "private-vllm"
 
 
-def test_the_organization_default_routing_applies(openai_client, alice):
+def test_the_organization_default_routing_applies(openai_client, alice, sim):
     from routing.policy import routing_policy_update
 
     routing_policy_update(
@@ -195,6 +195,14 @@ def test_the_organization_default_routing_applies(openai_client, alice):
         allow_fallbacks=True,
     )
     assert ask(openai_client).model_extra["provider"] == "vertex-ai"
-    # The request's own preferences still win.
-    pinned = ask(openai_client, extra_body={"provider": {"only": ["google-ai-studio"]}})
-    assert pinned.model_extra["provider"] == "google-ai-studio"
+    # The organization's policy is a ceiling: a key can narrow it, never undo it.
+    for provider in (
+        {"only": ["google-ai-studio"]},
+        {"order": ["google-ai-studio"], "allow_fallbacks": False},
+    ):
+        with pytest.raises(openai.NotFoundError) as refused:
+            ask(openai_client, extra_body={"provider": provider})
+        assert refused.value.body["code"] == "no_endpoint"
+    narrowed = ask(openai_client, extra_body={"provider": {"ignore": ["vertex-ai"]}})
+    assert narrowed.model_extra["provider"] not in ("google-ai-studio", "vertex-ai")
+    assert sim.stats("google-ai-studio")["requests"] == 0

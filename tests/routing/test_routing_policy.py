@@ -291,17 +291,21 @@ def test_the_requests_own_fields_win_one_by_one():
     prefs, strategy = merge(ORG, request, "price")
     assert strategy == "price"
     assert prefs.order == ("openai",)
-    assert prefs.ignore == ("vertex-ai",)
+    assert prefs.ignore == ("vertex-ai", "openrouter")  # narrowed, never widened
     assert prefs.max_prompt_price == 5
 
     prefs, strategy = merge(ORG, Preferences(order=("openai",)), None)
     assert (prefs.order, prefs.ignore, strategy) == (("openai",), ("openrouter",), "latency")
 
 
-def test_a_provider_the_request_names_is_not_ignored_by_the_organization():
-    prefs, _ = merge(ORG, Preferences(only=("openrouter",)), None)
-    assert prefs.only == ("openrouter",)
-    assert prefs.ignore == ()
+def test_a_provider_the_organization_ignores_stays_ignored_whatever_the_request_says():
+    for request in (
+        Preferences(only=("openrouter",)),
+        Preferences(order=("openrouter",)),
+        Preferences(ignore=("vertex-ai",)),
+    ):
+        prefs, _ = merge(ORG, request, None)
+        assert "openrouter" in prefs.ignore
 
 
 def test_either_side_turning_fallbacks_off_turns_them_off():
