@@ -848,23 +848,55 @@ async def stream_events(
             response_body=tracker.text,
         )
     finally:
-        await result.aclose()
-        if not finished:
-            # The client went away mid-stream: bill the prompt and what was delivered.
-            usage = _delivered_usage(admission, endpoint, tracker, result.decoder.usage)
-            cost = cost_nanousd(endpoint, usage) + admission.attempts_cost
+        if finished:
+            await result.aclose()
+        elif failure is None and not result.decoder.done:
+            # The client went away mid-stream while the provider is still writing (and
+            # billing) the answer: read it to its end, detached and bounded, for its usage.
+            _detach(_drain_and_bill(admission, tracker, result))
+        else:
+            await result.aclose()
             # Shielded: the request is being cancelled, but the money must still settle.
-            await asyncio.shield(settle(admission, cost))
-            events.generation_finished(
-                admission,
-                endpoint,
-                usage,
-                cost,
-                result.attempts,
-                streamed=True,
-                error="client_disconnected",
-                response_body=tracker.text,
-            )
+            await asyncio.shield(_bill_unfinished(admission, tracker, result))
+
+
+async def _drain_and_bill(
+    admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
+) -> None:
+    try:
+        async with asyncio.timeout(settings.ROUTING_DRAIN_SECONDS):
+            async for chunks in result.drain():
+                for chunk in chunks:
+                    if chunk.get("choices"):
+                        tracker.observe(chunk)  # generated, hence billed, if never delivered
+    except Exception:  # noqa: BLE001 - a broken or slow drain falls back to the estimate
+        logger.info("could not drain the stream of %s", admission.generation_id)
+    finally:
+        await result.aclose()
+    await _bill_unfinished(admission, tracker, result)
+
+
+async def _bill_unfinished(
+    admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
+) -> None:
+    """A stream the client left: billed the provider's usage if it came, else the prompt as
+    held and every token seen."""
+    endpoint = result.endpoint
+    usage = result.decoder.usage
+    if usage is None or not result.decoder.done:
+        usage = _delivered_usage(admission, endpoint, tracker, usage)
+    cost = cost_nanousd(endpoint, usage) + admission.attempts_cost
+    await settle(admission, cost)
+    events.generation_finished(
+        admission,
+        endpoint,
+        usage,
+        cost,
+        result.attempts,
+        streamed=True,
+        error="client_disconnected",
+        response_body=tracker.text,
+    )
 
 
 def _delivered_usage(

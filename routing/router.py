@@ -196,6 +196,20 @@ class StreamResult:
         if not self.decoder.done:
             raise UpstreamError(ErrorKind.STREAM_CUT, "the provider's stream ended early")
 
+    async def drain(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The rest of the stream once the client went away, for the provider's usage. Read
+        from the transport again: the byte iterator may have been cancelled mid-read, which
+        ends it but leaves the connection's buffered reader where it was."""
+        decoder = self.response._get_content_decoder()
+        async for raw in self.response.stream:
+            data = decoder.decode(raw)
+            chunks = self.decoder.feed(data) if data else None
+            if chunks:
+                yield chunks
+        tail = self.decoder.finish()
+        if tail:
+            yield tail
+
     async def aclose(self) -> None:
         if not self.closed:
             self.closed = True

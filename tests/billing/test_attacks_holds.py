@@ -333,3 +333,36 @@ def test_a_cut_stream_bills_what_was_delivered_counting_cjk_and_reasoning(gatewa
         assert last["usage"]["completion_tokens"] >= len(delivered)
     entries = usage_entries(alice.org)
     assert len(entries) == 1 and -entries[0].amount_nanousd == cost_of(last)
+
+
+def test_a_stream_the_client_leaves_is_billed_its_real_usage(gateway, alice, sim):
+    """The client reads a few chunks and hangs up while the provider is still writing (and
+    billing us). Before: billed the ~3 tokens delivered. After: the upstream stream is read
+    to its end, detached, and the provider's own usage (300 tokens) is billed."""
+    base_url, secret = gateway
+    set_balance(alice.org, USD)
+    for slug in ("google-ai-studio", "vertex-ai", "openrouter", "private-vllm"):
+        sim.set(slug, tokens_per_second=150, output_tokens=300)
+    with httpx.stream(
+        "POST",
+        f"{base_url}/chat/completions",
+        json={
+            "model": HERO,
+            "stream": True,
+            "max_tokens": 1000,
+            "messages": [{"role": "user", "content": "tell me a story"}],
+        },
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    ) as response:
+        lines = response.iter_lines()
+        received = [next(lines) for _ in range(3)]
+    assert all(line.startswith("data: ") or not line for line in received)
+    deadline = time.monotonic() + 15
+    entries = []
+    while time.monotonic() < deadline and not entries:
+        time.sleep(0.25)
+        entries = usage_entries(alice.org)
+    assert len(entries) == 1
+    # 300 output tokens at $0.15 per 1M at least: the provider's count, not the 3 delivered.
+    assert -entries[0].amount_nanousd >= 300 * 150_000_000 // 1_000_000
