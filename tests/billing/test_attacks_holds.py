@@ -366,3 +366,32 @@ def test_a_stream_the_client_leaves_is_billed_its_real_usage(gateway, alice, sim
     assert len(entries) == 1
     # 300 output tokens at $0.15 per 1M at least: the provider's count, not the 3 delivered.
     assert -entries[0].amount_nanousd >= 300 * 150_000_000 // 1_000_000
+
+
+def test_an_answer_without_usage_is_billed_at_least_its_estimate(db):
+    """A provider's answer without `usage` was billed $0; now the prompt as estimated and the
+    answer's own text."""
+    from routing.gateway import Admission, floored_usage
+    from routing.providers.base import Usage
+    from routing.services import catalog_load
+    from routing.snapshot import catalog
+    from routing.tokens import estimate_prompt
+
+    catalog_load()
+    catalog.invalidate()
+    endpoint = catalog.get().resolve(HERO).endpoints[0]
+    body = {"messages": [{"role": "user", "content": "hello there " * 50}]}
+    admission = Admission(
+        key=None,
+        models=[],
+        candidates=[endpoint],
+        prompt_tokens=0,
+        max_tokens=0,
+        headers={},
+        estimate=estimate_prompt(body),
+    )
+    answer = {"choices": [{"message": {"role": "assistant", "content": "word " * 40}}]}
+    usage = floored_usage(admission, endpoint, answer, Usage())
+    assert usage.prompt_tokens >= 150 and usage.completion_tokens >= 50
+    reported = Usage(prompt_tokens=7, completion_tokens=3)
+    assert floored_usage(admission, endpoint, answer, reported) == reported
