@@ -799,6 +799,22 @@ async def stream_events(
         if usage is None or failure is not None:
             usage = _delivered_usage(admission, endpoint, tracker, usage)
         cost = cost_nanousd(endpoint, usage) + admission.attempts_cost
+        # Settled before the last bytes go out: a client that leaves on the usage chunk or
+        # [DONE] changes nothing.
+        if failure is not None:
+            health_book.record_failure(endpoint.key)
+        await settle(admission, cost)
+        events.generation_finished(
+            admission,
+            endpoint,
+            usage,
+            cost,
+            result.attempts,
+            streamed=True,
+            error=str(failure.kind) if failure else None,
+            response_body=tracker.text,
+        )
+        finished = True
         if failure is not None:
             for pending in held:
                 yield _sse(pending)
@@ -833,20 +849,6 @@ async def stream_events(
                     }
                 )
         yield b"data: [DONE]\n\n"
-        finished = True
-        if failure is not None:
-            health_book.record_failure(endpoint.key)
-        await settle(admission, cost)
-        events.generation_finished(
-            admission,
-            endpoint,
-            usage,
-            cost,
-            result.attempts,
-            streamed=True,
-            error=str(failure.kind) if failure else None,
-            response_body=tracker.text,
-        )
     finally:
         if finished:
             await result.aclose()
