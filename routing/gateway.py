@@ -567,6 +567,8 @@ def _delivered_usage(admission: Admission, tracker, reported: Usage | None) -> U
         completion_tokens=completion,
         cached_tokens=reported.cached_tokens if reported else 0,
         reasoning_tokens=reported.reasoning_tokens if reported else 0,
+        cache_write_tokens=reported.cache_write_tokens if reported else 0,
+        cache_write_1h_tokens=reported.cache_write_1h_tokens if reported else 0,
     )
 
 

@@ -82,6 +82,8 @@ def openai_usage(usage: Mapping[str, Any] | None) -> Usage:
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=int(prompt_details.get("cached_tokens") or 0),
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        # OpenRouter reports the prompt tokens an Anthropic model wrote to its cache here.
+        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
     )
 
 

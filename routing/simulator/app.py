@@ -111,12 +111,26 @@ async def _chat(
             return web.Response()  # never sent: the connection is gone
 
     registry = request.app[REGISTRY_KEY]
-    cached = registry.cached_tokens(provider.slug, chat.cache_keys, chat.prompt_tokens)
+    written = written_1h = 0
+    if chat.cache_prefix_key is not None:
+        cached, written_5m, written_1h = registry.explicit_cache(
+            provider.slug, chat.cache_prefix_key, chat.cache_segments
+        )
+        written = written_5m + written_1h
+    else:
+        cached = registry.cached_tokens(provider.slug, chat.cache_keys, chat.prompt_tokens)
     if provider.replies:
         output = Output(json_pieces(provider.replies.popleft()), "stop", seed=chat.seed)
     else:
         output = generate(chat, output_tokens=profile.output_tokens)
-    usage = Usage(chat.prompt_tokens, cached, output.completion_tokens, output.reasoning_tokens)
+    usage = Usage(
+        chat.prompt_tokens,
+        cached,
+        output.completion_tokens,
+        output.reasoning_tokens,
+        cache_write_tokens=written,
+        cache_write_1h_tokens=written_1h,
+    )
     stats.prompt_tokens += usage.prompt_tokens
     stats.cached_tokens += cached
 

@@ -207,6 +207,24 @@ class Registry:
         }
         self.seen_prompts.clear()
 
+    def explicit_cache(
+        self, slug: str, key: int, segments: tuple[tuple[int, str], ...]
+    ) -> tuple[int, int, int]:
+        """(read, written 5 min, written 1 h) for a prompt whose prefix carries cache_control
+        breakpoints, as Anthropic bills it: a prefix seen before is read from the cache, else
+        each breakpoint's segment is written with its TTL. Too short a prefix is not cached."""
+        total = sum(tokens for tokens, _ in segments)
+        if total < CACHE_MIN_TOKENS:
+            return 0, 0, 0
+        salted = hash((slug, "explicit", key))
+        if salted in self.seen_prompts:
+            return total, 0, 0
+        if len(self.seen_prompts) >= MAX_PROMPT_CACHE:
+            self.seen_prompts.clear()
+        self.seen_prompts.add(salted)
+        written_1h = sum(tokens for tokens, ttl in segments if ttl == "1h")
+        return 0, total - written_1h, written_1h
+
     def cached_tokens(self, slug: str, keys: tuple[int, ...], prompt_tokens: int) -> int:
         """Half the prompt counts as cached when this provider already saw the prompt (or the
         conversation up to its last message) and it is long enough to be cached at all."""
