@@ -365,6 +365,8 @@ def shape_completion(
     body["created"] = int(admission.received_at)
     body["model"] = endpoint.model_id
     body["provider"] = endpoint.provider
+    if endpoint.simulated:  # played by the provider simulator: said so, and free
+        body["simulated"] = True
     body["usage"] = usage_json(usage, cost)
     return body, cost
 
@@ -451,6 +453,8 @@ async def stream_events(
         "model": endpoint.model_id,
         "provider": endpoint.provider,
     }
+    if endpoint.simulated:
+        base["simulated"] = True
     failure: UpstreamError | None = None
     finished = False
 

@@ -4,6 +4,11 @@ Almost a pass-through. The request keeps only OpenAI's own fields (our gateway f
 `provider`, `models`, `route` or `hedge_after_ms` never leave us), gets the endpoint's model
 name, and, when streamed, always asks for the usage chunk: billing needs it; the gateway strips
 it again if the client didn't ask.
+
+`store` is always false upstream: a tenant's completions are never kept in our provider
+account (OpenAI's stored completions, distillation, evals), whatever the client sent. OpenAI
+accepts `metadata` only with `store` on (400 otherwise), and it only labels stored completions,
+so it is dropped too.
 """
 
 from __future__ import annotations
@@ -173,6 +178,8 @@ class OpenAIAdapter(Adapter):
     ) -> UpstreamRequest:
         payload = {key: value for key, value in body.items() if key in CHAT_FIELDS}
         payload["model"] = target.upstream_model
+        payload["store"] = False
+        payload.pop("metadata", None)
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {

@@ -93,7 +93,17 @@ class Stats:
 
 
 class Provider:
-    __slots__ = ("slug", "wire", "defaults", "profile", "stats", "replies", "_rate", "_fault_seq")
+    __slots__ = (
+        "slug",
+        "wire",
+        "defaults",
+        "profile",
+        "stats",
+        "replies",
+        "last_request",
+        "_rate",
+        "_fault_seq",
+    )
 
     def __init__(self, slug: str, wire: str | None, defaults: Profile) -> None:
         self.slug = slug
@@ -103,6 +113,7 @@ class Provider:
         # Scripted answers: the next chat requests answer these texts, in order, instead of
         # the generated text (a test's way to get an exact or a deliberately invalid answer).
         self.replies: deque[str] = deque()
+        self.last_request: Any = None  # the last chat body received, as sent
         self.set_profile(defaults)
 
     def set_profile(self, profile: Profile) -> None:
@@ -132,6 +143,7 @@ class Provider:
     def reset(self) -> None:
         self.stats = Stats()
         self.replies.clear()
+        self.last_request = None
         self.set_profile(self.defaults)
 
     def as_dict(self) -> dict[str, Any]:
