@@ -2,7 +2,9 @@
 
 Shapes follow api.anthropic.com: `x-api-key` and `anthropic-version` headers required; a
 `message` with content blocks (thinking, text, tool_use); `usage.input_tokens` EXCLUDES the
-tokens read from the cache (`cache_read_input_tokens`); streams are named SSE events
+tokens read from the cache (`cache_read_input_tokens`) and those written to it for blocks with
+`cache_control` (`cache_creation_input_tokens`, split by TTL in `cache_creation`: the first
+prompt writes its prefix up to the last breakpoint, the next reads it); streams are named SSE events
 (message_start, content_block_start/delta/stop, ping, message_delta with CUMULATIVE usage,
 message_stop); errors are `{"type": "error", "error": {"type", "message"}}`.
 """
