@@ -34,6 +34,8 @@ class EndpointInline(admin.TabularInline):
         "upstream_model",
         "input_price",
         "cached_input_price",
+        "cache_write_price",
+        "cache_write_1h_price",
         "output_price",
         "reasoning_price",
         "context_window",

@@ -574,6 +574,8 @@ def shape_completion(
     body["created"] = int(admission.received_at)
     body["model"] = endpoint.model_id
     body["provider"] = endpoint.provider
+    if endpoint.simulated:  # played by the provider simulator: said so, and free
+        body["simulated"] = True
     body["usage"] = usage_json(usage, cost)
     return body, cost
 
@@ -761,6 +763,8 @@ async def stream_events(
         "model": endpoint.model_id,
         "provider": endpoint.provider,
     }
+    if endpoint.simulated:
+        base["simulated"] = True
     failure: UpstreamError | None = None
     finished = False
 
@@ -914,6 +918,8 @@ def _delivered_usage(
         completion_tokens=max(completion, reasoning),
         cached_tokens=reported.cached_tokens if reported else 0,
         reasoning_tokens=reasoning,
+        cache_write_tokens=reported.cache_write_tokens if reported else 0,
+        cache_write_1h_tokens=reported.cache_write_1h_tokens if reported else 0,
     )
 
 

@@ -72,6 +72,11 @@ class Endpoint(models.Model):
     upstream_model = models.CharField(max_length=128)
     input_price = models.BigIntegerField()
     cached_input_price = models.BigIntegerField()
+    # Prompt tokens written to the provider's cache (Anthropic `cache_control`): 1.25x the
+    # input price for the 5-minute cache, 2x for the 1-hour one. Equal to input_price where
+    # writing to the cache costs nothing extra.
+    cache_write_price = models.BigIntegerField()
+    cache_write_1h_price = models.BigIntegerField()
     output_price = models.BigIntegerField()
     reasoning_price = models.BigIntegerField()
     context_window = models.PositiveIntegerField()
@@ -88,6 +93,8 @@ class Endpoint(models.Model):
             models.CheckConstraint(
                 condition=models.Q(input_price__gte=0)
                 & models.Q(cached_input_price__gte=0)
+                & models.Q(cache_write_price__gte=0)
+                & models.Q(cache_write_1h_price__gte=0)
                 & models.Q(output_price__gte=0)
                 & models.Q(reasoning_price__gte=0),
                 name="routing_endpoint_prices_nonnegative",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
+
 from routing.providers.base import Usage
 from routing.snapshot import EndpointSnap
 
@@ -12,13 +14,24 @@ NANO = Decimal(1_000_000_000)
 
 
 def cost_nanousd(endpoint: EndpointSnap, usage: Usage) -> int:
-    """Cached prompt tokens at the cached price, reasoning tokens at the reasoning price, never
-    counted twice; rounded once, half up, at the end."""
+    """Cached prompt tokens at the cached price, prompt tokens written to the cache at the
+    cache-write price of their TTL, reasoning tokens at the reasoning price, never counted
+    twice; rounded once, half up, at the end.
+
+    A generation served by the provider simulator costs nothing (unless
+    ROUTING_BILL_SIMULATED, for the test suite's money path): its answer is not a provider's,
+    so no credit, bought or granted, is ever spent on it."""
+    if endpoint.simulated and not settings.ROUTING_BILL_SIMULATED:
+        return 0
     cached = min(usage.cached_tokens, usage.prompt_tokens)
+    written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+    written_1h = min(usage.cache_write_1h_tokens, written)
     reasoning = min(usage.reasoning_tokens, usage.completion_tokens)
     total = (
-        (usage.prompt_tokens - cached) * endpoint.input_price
+        (usage.prompt_tokens - cached - written) * endpoint.input_price
         + cached * endpoint.cached_input_price
+        + (written - written_1h) * endpoint.cache_write_price
+        + written_1h * endpoint.cache_write_1h_price
         + (usage.completion_tokens - reasoning) * endpoint.output_price
         + reasoning * endpoint.reasoning_price
     )
@@ -26,9 +39,11 @@ def cost_nanousd(endpoint: EndpointSnap, usage: Usage) -> int:
 
 
 def worst_case_nanousd(endpoint: EndpointSnap, *, prompt_tokens: int, max_tokens: int) -> int:
-    """The most a request can cost on this endpoint: what a spend hold reserves."""
+    """The most a request can cost on this endpoint: what a spend hold reserves. Any prompt
+    token may be a cache write, so the prompt is held at the dearest input-side price."""
+    prompt = max(endpoint.input_price, endpoint.cache_write_price, endpoint.cache_write_1h_price)
     output = max(endpoint.output_price, endpoint.reasoning_price)
-    total = prompt_tokens * endpoint.input_price + max_tokens * output
+    total = prompt_tokens * prompt + max_tokens * output
     return -(-total // PER_MILLION)
 
 

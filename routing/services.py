@@ -84,6 +84,10 @@ def catalog_load(*, data: dict[str, Any] | None = None) -> dict[str, int]:
             "upstream_model": e["upstream_model"],
             "input_price": price_to_nano(prices["input"]),
             "cached_input_price": price_to_nano(prices.get("cached_input", prices["input"])),
+            "cache_write_price": price_to_nano(prices.get("cache_write", prices["input"])),
+            "cache_write_1h_price": price_to_nano(
+                prices.get("cache_write_1h", prices.get("cache_write", prices["input"]))
+            ),
             "output_price": price_to_nano(prices["output"]),
             "reasoning_price": price_to_nano(prices.get("reasoning", prices["output"])),
             "context_window": e["context_window"],

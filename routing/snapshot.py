@@ -35,6 +35,8 @@ class EndpointSnap:
     # nano-USD per 1M tokens
     input_price: int
     cached_input_price: int
+    cache_write_price: int
+    cache_write_1h_price: int
     output_price: int
     reasoning_price: int
     context_window: int
@@ -117,10 +119,22 @@ def _simulator_base(provider: Provider) -> str:
     return root
 
 
-def _target(provider: Provider, upstream_model: str) -> tuple[Target, bool]:
+def provider_configured(provider: Provider) -> bool:
+    """Are this provider's credentials (and any {VAR} of its URL) in the environment?"""
+    api_key = os.environ.get(provider.credentials_env, "") if provider.credentials_env else ""
+    return bool(api_key) and _fill(provider.base_url) is not None
+
+
+def _target(provider: Provider, upstream_model: str) -> tuple[Target, bool] | None:
+    """How to call this provider, and whether the simulator plays it; None when it can't be
+    called at all (no credentials where providers are never simulated: production)."""
     api_key = os.environ.get(provider.credentials_env, "") if provider.credentials_env else ""
     base_url = _fill(provider.base_url)
-    if settings.ROUTING_FORCE_SIMULATOR or not api_key or not base_url:
+    configured = bool(api_key and base_url)
+    if not configured and not settings.ROUTING_SIMULATE_MISSING_PROVIDERS:
+        if not settings.ROUTING_FORCE_SIMULATOR:
+            return None
+    if settings.ROUTING_FORCE_SIMULATOR or not configured:
         # No credentials: the provider simulator plays this provider, with its profile.
         return (
             Target(
@@ -150,7 +164,10 @@ def build_snapshot() -> CatalogSnapshot:
     version = CatalogVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
     endpoints_by_model: dict[int, list[EndpointSnap]] = {}
     for e in Endpoint.objects.filter(enabled=True).select_related("provider", "model"):
-        target, simulated = _target(e.provider, e.upstream_model)
+        called = _target(e.provider, e.upstream_model)
+        if called is None:
+            continue  # disabled: no credentials, and never simulated here
+        target, simulated = called
         endpoints_by_model.setdefault(e.model_id, []).append(
             EndpointSnap(
                 id=e.id,
@@ -163,6 +180,8 @@ def build_snapshot() -> CatalogSnapshot:
                 simulated=simulated,
                 input_price=e.input_price,
                 cached_input_price=e.cached_input_price,
+                cache_write_price=e.cache_write_price,
+                cache_write_1h_price=e.cache_write_1h_price,
                 output_price=e.output_price,
                 reasoning_price=e.reasoning_price,
                 context_window=e.context_window,

@@ -227,6 +227,45 @@ def _check_response_format(body: dict) -> bool:
     return kind != "text"
 
 
+# Standard processing: what every catalog price is. OpenAI's "auto" is our project's setting,
+# which is the default tier.
+STANDARD_SERVICE_TIERS = frozenset({"auto", "default"})
+
+
+def _check_priced_extras(body: dict) -> None:
+    """Fields that make the provider charge something our prices don't cover (a dearer tier,
+    audio tokens, web search calls, rejected prediction tokens) are refused, not passed on."""
+    tier = body.get("service_tier")
+    if tier is not None and tier not in STANDARD_SERVICE_TIERS:
+        raise bad_request(
+            f"'service_tier' {tier!r} is not available: requests run on the standard tier, at "
+            "the prices listed for each model. Omit it, or send 'auto' or 'default'.",
+            param="service_tier",
+            code="unsupported_value",
+        )
+    modalities = body.get("modalities")
+    if modalities is not None and (
+        not isinstance(modalities, list) or any(m != "text" for m in modalities)
+    ):
+        raise bad_request(
+            "Only text output is available: 'modalities' may only be [\"text\"] (audio output "
+            "is not supported).",
+            param="modalities",
+            code="unsupported_value",
+        )
+    for name, what in (
+        ("audio", "Audio output is"),
+        ("web_search_options", "Web search is"),
+        ("prediction", "Predicted outputs are"),
+    ):
+        if body.get(name) is not None:
+            raise bad_request(
+                f"{what} not supported: remove '{name}' from the request.",
+                param=name,
+                code="unsupported_parameter",
+            )
+
+
 def parse_chat(body: Any) -> ChatRequest:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
@@ -270,6 +309,7 @@ def parse_chat(body: Any) -> ChatRequest:
             "'reasoning_effort' must be one of none, minimal, low, medium, high.",
             param="reasoning_effort",
         )
+    _check_priced_extras(body)
     has_tools = _check_tools(body)
     wants_json = _check_response_format(body)
     prefs, sort = parse_preferences(body.get("provider"))

@@ -17,8 +17,33 @@ PRODUCTION_ENV = {
 }
 
 
+# Every provider the catalog enables, configured (never called: `check` makes no request).
+PROVIDER_CREDENTIALS = {
+    "GOOGLE_AI_STUDIO_API_KEY": "test-google",
+    "VERTEX_AI_ACCESS_TOKEN": "test-vertex",
+    "VERTEX_PROJECT": "test-project",
+    "OPENROUTER_API_KEY": "test-openrouter",
+    "PRIVATE_VLLM_BASE_URL": "https://vllm.example.com/v1",
+    "PRIVATE_VLLM_API_KEY": "test-vllm",
+    "OPENAI_API_KEY": "test-openai",
+    "ANTHROPIC_API_KEY": "test-anthropic",
+}
+
+
+def _secrets() -> dict[str, str]:
+    return {
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "LLMAPI_API_KEY_PEPPER": secrets.token_urlsafe(32),
+        "LLMAPI_METRICS_TOKEN": secrets.token_urlsafe(32),
+    }
+
+
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LLMAPI_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "LLMAPI_")) and k not in PROVIDER_CREDENTIALS
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -30,13 +55,8 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_check_deploy_passes_under_production_settings():
-    env = {
-        **PRODUCTION_ENV,
-        # Generated per run: production secrets never have a default or a fixture value.
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "LLMAPI_API_KEY_PEPPER": secrets.token_urlsafe(32),
-        "LLMAPI_METRICS_TOKEN": secrets.token_urlsafe(32),
-    }
+    # Secrets generated per run: production secrets never have a default or a fixture value.
+    env = {**PRODUCTION_ENV, **_secrets(), **PROVIDER_CREDENTIALS}
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -44,13 +64,31 @@ def test_check_deploy_passes_under_production_settings():
 
 def test_production_refuses_to_start_without_its_secrets():
     for missing in ("DJANGO_SECRET_KEY", "LLMAPI_API_KEY_PEPPER", "LLMAPI_METRICS_TOKEN"):
-        env = {
-            **PRODUCTION_ENV,
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "LLMAPI_API_KEY_PEPPER": secrets.token_urlsafe(32),
-            "LLMAPI_METRICS_TOKEN": secrets.token_urlsafe(32),
-        }
+        env = {**PRODUCTION_ENV, **_secrets(), **PROVIDER_CREDENTIALS}
         del env[missing]
         result = _manage("check", env=env)
         assert result.returncode != 0
         assert missing in result.stderr
+
+
+def test_production_refuses_to_start_with_a_provider_that_has_no_credentials():
+    """Before: a provider without credentials was silently played by the simulator, in
+    production too. Now each one is an error, naming its variable."""
+    env = {**PRODUCTION_ENV, **_secrets(), **PROVIDER_CREDENTIALS}
+    del env["ANTHROPIC_API_KEY"]
+    del env["PRIVATE_VLLM_BASE_URL"]
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "routing.E001" in result.stderr
+    assert "Provider 'anthropic'" in result.stderr and "ANTHROPIC_API_KEY" in result.stderr
+    assert "Provider 'private-vllm'" in result.stderr
+    assert "Provider 'openai'" not in result.stderr
+
+
+def test_forcing_the_simulator_in_production_is_explicit_and_warned():
+    """Benchmarks run production settings on the simulator on purpose: a warning, not an
+    error, and nothing is billed (see test_attacks_pricing)."""
+    env = {**PRODUCTION_ENV, **_secrets(), "LLMAPI_FORCE_SIMULATOR": "true"}
+    result = _manage("check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "routing.W001" in result.stderr + result.stdout

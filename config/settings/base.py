@@ -264,6 +264,13 @@ SIMULATOR_HOST = env("LLMAPI_SIMULATOR_HOST", default="127.0.0.1")
 SIMULATOR_PORT = env.int("LLMAPI_SIMULATOR_PORT", default=8100)
 SIMULATOR_URL = env("LLMAPI_SIMULATOR_URL", default=f"http://{SIMULATOR_HOST}:{SIMULATOR_PORT}")
 ROUTING_FORCE_SIMULATOR = env.bool("LLMAPI_FORCE_SIMULATOR", default=False)
+# Whether a provider without credentials is played by the simulator (development, tests) or
+# its endpoints are disabled (production: never silently simulated; a system check errors).
+ROUTING_SIMULATE_MISSING_PROVIDERS = True
+# A simulated generation costs $0: its answer is not a provider's, so it never spends credit.
+# Tests (and a demo of the dashboard's figures) turn this on to drive the money path through
+# the simulator at list prices; production never does.
+ROUTING_BILL_SIMULATED = env.bool("LLMAPI_BILL_SIMULATED", default=False)
 # How often a process checks whether the catalog changed (one cache read).
 CATALOG_REFRESH_SECONDS = env.float("LLMAPI_CATALOG_REFRESH_SECONDS", default=5.0)
 # Per attempt: connecting, and waiting for the first byte / between bytes of an answer.

@@ -11,6 +11,11 @@ API_KEY_PEPPER = env("LLMAPI_API_KEY_PEPPER")
 # /metrics is never open to the internet.
 METRICS_TOKEN = env("LLMAPI_METRICS_TOKEN")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+# An endpoint whose provider has no credentials is disabled, never played by the simulator
+# (the routing.E001 check refuses to start). LLMAPI_FORCE_SIMULATOR stays an explicit choice
+# (benchmarks), and then nothing is billed.
+ROUTING_SIMULATE_MISSING_PROVIDERS = False
+ROUTING_BILL_SIMULATED = False
 
 # https://docs.djangoproject.com/en/6.1/howto/deployment/checklist/
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -29,6 +29,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
 # Tests never reach a real provider, whatever credentials the environment holds.
 ROUTING_FORCE_SIMULATOR = True
+# The suite's money path runs against the simulator, so here it is billed at list prices
+# (tests/billing/test_attacks_pricing.py proves the default: simulated costs nothing).
+ROUTING_BILL_SIMULATED = True
 CATALOG_REFRESH_SECONDS = 0.0
 # Settled usage reaches the ledger when a test flushes it, not from a timer thread that could
 # outlive the test's database.

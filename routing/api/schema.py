@@ -96,6 +96,11 @@ class ChatCompletion(serializers.Serializer):
     created = serializers.IntegerField()
     model = serializers.CharField(help_text="The model that served the request.")
     provider = serializers.CharField(help_text="The provider that served the request.")
+    simulated = serializers.BooleanField(
+        required=False,
+        help_text="Present (true) when the provider simulator answered: such a generation "
+        "costs nothing.",
+    )
     choices = serializers.JSONField()
     usage = Usage()
 

@@ -104,6 +104,9 @@ def model_json(model, *, detail: bool = False) -> dict:
                 "pricing": {
                     "prompt": gateway.price_usd(e.input_price),
                     "cached_prompt": gateway.price_usd(e.cached_input_price),
+                    # Prompt tokens written to the cache (cache_control), by TTL.
+                    "cache_write": gateway.price_usd(e.cache_write_price),
+                    "cache_write_1h": gateway.price_usd(e.cache_write_1h_price),
                     "completion": gateway.price_usd(e.output_price),
                     "reasoning": gateway.price_usd(e.reasoning_price),
                     "unit": "USD per 1M tokens",

@@ -275,14 +275,25 @@ def _thinking_budget(body: Mapping[str, Any]) -> int | None:
 
 
 def anthropic_usage(usage: Mapping[str, Any] | None) -> Usage:
+    """`input_tokens` excludes the tokens read from and written to the cache. Writes are
+    split by TTL in `cache_creation` (5 min at 1.25x the input price, 1 h at 2x); without
+    that breakdown (older API versions) they are all 5-minute writes."""
     if not usage:
         return Usage()
     cache_read = int(usage.get("cache_read_input_tokens") or 0)
     cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+    by_ttl = usage.get("cache_creation")
+    written_1h = 0
+    if isinstance(by_ttl, Mapping):
+        written_1h = int(by_ttl.get("ephemeral_1h_input_tokens") or 0)
+        written_5m = int(by_ttl.get("ephemeral_5m_input_tokens") or 0)
+        cache_write = max(cache_write, written_5m + written_1h)
     return Usage(
         prompt_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
         completion_tokens=int(usage.get("output_tokens") or 0),
         cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(written_1h, cache_write),
     )
 
 
@@ -327,7 +338,7 @@ def anthropic_error(
 class AnthropicStreamDecoder(SSEStreamDecoder):
     def __init__(self) -> None:
         super().__init__()
-        self._usage: dict[str, int] = {}
+        self._usage: dict[str, Any] = {}
         self._blocks: dict[int, tuple[str, int]] = {}  # block index → (kind, tool call index)
         self._tool_calls = 0
 
@@ -336,7 +347,7 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
             return
         # message_delta repeats the counts cumulatively: keep the latest, never add.
         for key, value in usage.items():
-            if isinstance(value, int):
+            if isinstance(value, int) or (key == "cache_creation" and isinstance(value, Mapping)):
                 self._usage[key] = value
         self.usage = anthropic_usage(self._usage)
 

@@ -17,23 +17,31 @@ from typing import Any, ClassVar
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts of one generation. cached_tokens is the part of prompt_tokens read from
-    the provider's cache; reasoning_tokens the part of completion_tokens spent thinking."""
+    the provider's cache; cache_write_tokens the part written to it (Anthropic's
+    `cache_control`, billed above the input price), of which cache_write_1h_tokens went to the
+    1-hour cache (billed higher still); reasoning_tokens the part of completion_tokens spent
+    thinking."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def to_openai(self) -> dict[str, Any]:
+        prompt_details: dict[str, int] = {"cached_tokens": self.cached_tokens}
+        if self.cache_write_tokens:  # OpenRouter's name for it
+            prompt_details["cache_write_tokens"] = self.cache_write_tokens
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "prompt_tokens_details": prompt_details,
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 

@@ -4,6 +4,11 @@ Almost a pass-through. The request keeps only OpenAI's own fields (our gateway f
 `provider`, `models`, `route` or `hedge_after_ms` never leave us), gets the endpoint's model
 name, and, when streamed, always asks for the usage chunk: billing needs it; the gateway strips
 it again if the client didn't ask.
+
+`store` is always false upstream: a tenant's completions are never kept in our provider
+account (OpenAI's stored completions, distillation, evals), whatever the client sent. OpenAI
+accepts `metadata` only with `store` on (400 otherwise), and it only labels stored completions,
+so it is dropped too.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ def openai_usage(usage: Mapping[str, Any] | None) -> Usage:
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=int(prompt_details.get("cached_tokens") or 0),
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        # OpenRouter reports the prompt tokens an Anthropic model wrote to its cache here.
+        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
     )
 
 
@@ -171,6 +178,8 @@ class OpenAIAdapter(Adapter):
     ) -> UpstreamRequest:
         payload = {key: value for key, value in body.items() if key in CHAT_FIELDS}
         payload["model"] = target.upstream_model
+        payload["store"] = False
+        payload.pop("metadata", None)
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {

@@ -2,7 +2,9 @@
 
 Shapes follow api.anthropic.com: `x-api-key` and `anthropic-version` headers required; a
 `message` with content blocks (thinking, text, tool_use); `usage.input_tokens` EXCLUDES the
-tokens read from the cache (`cache_read_input_tokens`); streams are named SSE events
+tokens read from the cache (`cache_read_input_tokens`) and those written to it for blocks with
+`cache_control` (`cache_creation_input_tokens`, split by TTL in `cache_creation`: the first
+prompt writes its prefix up to the last breakpoint, the next reads it); streams are named SSE events
 (message_start, content_block_start/delta/stop, ping, message_delta with CUMULATIVE usage,
 message_stop); errors are `{"type": "error", "error": {"type", "message"}}`.
 """
@@ -120,11 +122,14 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise BadRequest("Input should be a valid list of strings", "stop_sequences")
 
+    segments, prefix = _cache_breakpoints(tools, system, messages)
     chat = ChatRequest(
         model=model,
         seed=keys[0],
         prompt_tokens=prompt_tokens,
         cache_keys=tuple(keys),
+        cache_segments=segments,
+        cache_prefix_key=digest(model_bytes, dumps_canonical(prefix)) if segments else None,
         stream=body.get("stream") is True,
         max_tokens=max_tokens,
         stop=stop,
@@ -133,6 +138,43 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
     )
     chat.tool = _choose_tool(body.get("tool_choice"), tools, messages, chat.seed)
     return chat
+
+
+def _cache_breakpoints(
+    tools: list[tuple[str, str, Any]], system: Any, messages: list
+) -> tuple[tuple[tuple[int, str], ...], list[Any]]:
+    """The cache_control breakpoints of a prompt, in Anthropic's caching order (tools, system,
+    messages): the tokens since the previous breakpoint with each breakpoint's TTL, and the
+    prefix up to the last one (what identifies the cache entry)."""
+    segments: list[tuple[int, str]] = []
+    prefix: list[Any] = []
+    seen: list[Any] = []
+    running = sum(1 + count_words(description) for _, description, _ in tools)
+    marked = 0
+
+    def walk(blocks: Any, where: str) -> None:
+        nonlocal running, marked, prefix
+        if isinstance(blocks, str):
+            running += count_words(blocks)
+            seen.append(blocks)
+            return
+        for block in blocks or ():
+            running += _blocks_tokens([block], where)
+            seen.append(block)
+            control = block.get("cache_control") if isinstance(block, dict) else None
+            if isinstance(control, dict) and control.get("type") == "ephemeral":
+                ttl = "1h" if control.get("ttl") == "1h" else "5m"
+                segments.append((running - marked, ttl))
+                marked = running
+                prefix = list(seen)
+
+    if system:
+        running += TOKENS_PER_MESSAGE
+        walk(system, "system")
+    for i, message in enumerate(messages):
+        running += TOKENS_PER_MESSAGE
+        walk(message.get("content"), f"messages.{i}.content")
+    return tuple(segments), prefix
 
 
 def _blocks_tokens(content: Any, where: str) -> int:
@@ -273,10 +315,15 @@ def _signature(output: Output) -> str:
 
 
 def usage_dict(usage: Usage, *, output_tokens: int | None = None) -> dict[str, Any]:
+    written = usage.cache_write_tokens
     return {
-        "input_tokens": usage.prompt_tokens - usage.cached_tokens,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": usage.prompt_tokens - usage.cached_tokens - written,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": written - usage.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        },
         "output_tokens": usage.completion_tokens if output_tokens is None else output_tokens,
     }
 

@@ -5,6 +5,7 @@
     /{slug}/v1beta/models/{model}:{action}                                  Gemini (AI Studio)
     /{slug}/v1/projects/{p}/locations/{l}/publishers/google/models/{m}:{a}  Gemini (Vertex AI)
     /_sim/health, /_sim/providers[/{slug}], /_sim/reset, /_sim/stats        control API
+    /_sim/providers/{slug}/last_request   the last chat body that provider received, as sent
 
 Any slug works; the wire is chosen by the path, so one slug could even speak several.
 """
@@ -44,6 +45,7 @@ def make_app(profiles: Mapping[str, Mapping[str, Any]] | None = None) -> web.App
     r.add_put("/_sim/providers/{slug}", provider_update)
     r.add_patch("/_sim/providers/{slug}", provider_update)
     r.add_post("/_sim/providers/{slug}/replies", provider_replies)
+    r.add_get("/_sim/providers/{slug}/last_request", provider_last_request)
     r.add_post("/_sim/reset", reset)
     r.add_get("/_sim/stats", stats)
 
@@ -89,7 +91,9 @@ async def _chat(
 ) -> web.StreamResponse:
     stats = provider.stats
     try:
-        chat: ChatRequest = parse(await _body(request))
+        body = await _body(request)
+        provider.last_request = body
+        chat: ChatRequest = parse(body)
     except BadRequest as exc:
         stats.error("bad_request")
         return wire.bad_request(exc)
@@ -111,12 +115,26 @@ async def _chat(
             return web.Response()  # never sent: the connection is gone
 
     registry = request.app[REGISTRY_KEY]
-    cached = registry.cached_tokens(provider.slug, chat.cache_keys, chat.prompt_tokens)
+    written = written_1h = 0
+    if chat.cache_prefix_key is not None:
+        cached, written_5m, written_1h = registry.explicit_cache(
+            provider.slug, chat.cache_prefix_key, chat.cache_segments
+        )
+        written = written_5m + written_1h
+    else:
+        cached = registry.cached_tokens(provider.slug, chat.cache_keys, chat.prompt_tokens)
     if provider.replies:
         output = Output(json_pieces(provider.replies.popleft()), "stop", seed=chat.seed)
     else:
         output = generate(chat, output_tokens=profile.output_tokens)
-    usage = Usage(chat.prompt_tokens, cached, output.completion_tokens, output.reasoning_tokens)
+    usage = Usage(
+        chat.prompt_tokens,
+        cached,
+        output.completion_tokens,
+        output.reasoning_tokens,
+        cache_write_tokens=written,
+        cache_write_1h_tokens=written_1h,
+    )
     stats.prompt_tokens += usage.prompt_tokens
     stats.cached_tokens += cached
 
@@ -308,6 +326,15 @@ async def provider_replies(request: web.Request) -> web.Response:
     provider = request.app[REGISTRY_KEY].get(request.match_info["slug"])
     provider.replies.extend(replies)
     return _json(provider.as_dict())
+
+
+async def provider_last_request(request: web.Request) -> web.Response:
+    """What the caller really sent upstream (a test's view of the wire): the JSON body of the
+    provider's last chat request, or 404 before the first."""
+    provider = request.app[REGISTRY_KEY].get(request.match_info["slug"])
+    if provider.last_request is None:
+        return _json({"error": "no chat request yet"}, 404)
+    return _json({"body": provider.last_request})
 
 
 async def reset(request: web.Request) -> web.Response:

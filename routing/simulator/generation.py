@@ -274,6 +274,8 @@ class Usage:
     cached_tokens: int  # part of prompt_tokens read from the cache
     completion_tokens: int  # visible answer + reasoning
     reasoning_tokens: int  # part of completion_tokens spent thinking
+    cache_write_tokens: int = 0  # part of prompt_tokens written to the cache (cache_control)
+    cache_write_1h_tokens: int = 0  # the part of those written with a 1-hour TTL
 
     @property
     def output_tokens(self) -> int:  # the visible part
@@ -305,6 +307,10 @@ class ChatRequest:
     include_usage: bool = False  # OpenAI stream_options.include_usage
     include_thoughts: bool = False  # Gemini thinkingConfig.includeThoughts
     alt_sse: bool = True  # Gemini streamGenerateContent: SSE, or else a streamed JSON array
+    # Explicit prompt caching (Anthropic cache_control): the prompt's prefix up to the last
+    # breakpoint as (tokens, ttl) segments, one per breakpoint, and a key for that prefix.
+    cache_segments: tuple[tuple[int, str], ...] = ()
+    cache_prefix_key: int | None = None
 
 
 @dataclass(slots=True)

@@ -175,6 +175,14 @@ class SimulatorServer:
         response.raise_for_status()
         return response.json()
 
+    def last_request(self, slug: str) -> dict[str, Any] | None:
+        """The JSON body of the provider's last chat request, exactly as it was sent."""
+        response = self.client.get(f"/providers/{slug}/last_request")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()["body"]
+
     def get(self, slug: str) -> dict[str, Any]:
         response = self.client.get(f"/providers/{slug}")
         response.raise_for_status()

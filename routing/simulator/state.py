@@ -93,7 +93,17 @@ class Stats:
 
 
 class Provider:
-    __slots__ = ("slug", "wire", "defaults", "profile", "stats", "replies", "_rate", "_fault_seq")
+    __slots__ = (
+        "slug",
+        "wire",
+        "defaults",
+        "profile",
+        "stats",
+        "replies",
+        "last_request",
+        "_rate",
+        "_fault_seq",
+    )
 
     def __init__(self, slug: str, wire: str | None, defaults: Profile) -> None:
         self.slug = slug
@@ -103,6 +113,7 @@ class Provider:
         # Scripted answers: the next chat requests answer these texts, in order, instead of
         # the generated text (a test's way to get an exact or a deliberately invalid answer).
         self.replies: deque[str] = deque()
+        self.last_request: Any = None  # the last chat body received, as sent
         self.set_profile(defaults)
 
     def set_profile(self, profile: Profile) -> None:
@@ -132,6 +143,7 @@ class Provider:
     def reset(self) -> None:
         self.stats = Stats()
         self.replies.clear()
+        self.last_request = None
         self.set_profile(self.defaults)
 
     def as_dict(self) -> dict[str, Any]:
@@ -206,6 +218,24 @@ class Registry:
             slug: Provider(slug, wire, profile) for slug, (wire, profile) in self._known.items()
         }
         self.seen_prompts.clear()
+
+    def explicit_cache(
+        self, slug: str, key: int, segments: tuple[tuple[int, str], ...]
+    ) -> tuple[int, int, int]:
+        """(read, written 5 min, written 1 h) for a prompt whose prefix carries cache_control
+        breakpoints, as Anthropic bills it: a prefix seen before is read from the cache, else
+        each breakpoint's segment is written with its TTL. Too short a prefix is not cached."""
+        total = sum(tokens for tokens, _ in segments)
+        if total < CACHE_MIN_TOKENS:
+            return 0, 0, 0
+        salted = hash((slug, "explicit", key))
+        if salted in self.seen_prompts:
+            return total, 0, 0
+        if len(self.seen_prompts) >= MAX_PROMPT_CACHE:
+            self.seen_prompts.clear()
+        self.seen_prompts.add(salted)
+        written_1h = sum(tokens for tokens, ttl in segments if ttl == "1h")
+        return 0, total - written_1h, written_1h
 
     def cached_tokens(self, slug: str, keys: tuple[int, ...], prompt_tokens: int) -> int:
         """Half the prompt counts as cached when this provider already saw the prompt (or the

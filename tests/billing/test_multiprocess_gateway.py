@@ -87,6 +87,7 @@ class Servers:
             "LLMAPI_API_KEY_PEPPER": settings.API_KEY_PEPPER,
             "LLMAPI_SIMULATOR_URL": simulator_url,
             "LLMAPI_FORCE_SIMULATOR": "true",
+            "LLMAPI_BILL_SIMULATED": "true",  # simulated generations cost $0 otherwise
             "LLMAPI_BILLING_REDIS_PREFIX": prefix,
             # Servers write their settled usage to the ledger themselves, as in production.
             "LLMAPI_BILLING_USAGE_FLUSH_SECONDS": "0.2",

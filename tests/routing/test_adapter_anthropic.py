@@ -330,7 +330,11 @@ def test_tool_use_response_becomes_tool_calls():
             },
         }
     ]
-    assert usage == Usage(prompt_tokens=1850, completion_tokens=89, cached_tokens=0)
+    # The 1500 tokens written to the cache (no TTL breakdown: 5-minute writes) are their own
+    # kind: billed at the cache-write price, not the input price.
+    assert usage == Usage(
+        prompt_tokens=1850, completion_tokens=89, cached_tokens=0, cache_write_tokens=1500
+    )
 
 
 def test_json_output_tool_comes_back_as_content():
@@ -481,3 +485,78 @@ def test_non_json_error_body_still_maps():
     error = adapter.error(502, {}, b"<html>bad gateway</html>")
     assert error.kind is ErrorKind.OVERLOADED
     assert "bad gateway" in error.message
+
+
+# --- cache writes --------------------------------------------------------------------------
+
+CACHE_USAGE = {
+    "input_tokens": 40,
+    "cache_creation_input_tokens": 3000,
+    "cache_read_input_tokens": 500,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
+    "output_tokens": 7,
+}
+
+
+def test_cache_writes_are_read_by_ttl():
+    data = load("anthropic/text.response.json") | {"usage": CACHE_USAGE}
+    _, usage = adapter.chat_response(TARGET, data)
+    assert usage == Usage(
+        prompt_tokens=3540,
+        completion_tokens=7,
+        cached_tokens=500,
+        cache_write_tokens=3000,
+        cache_write_1h_tokens=2000,
+    )
+
+
+def test_streamed_cache_writes_are_read_from_message_start_and_kept_through_message_delta():
+    start = {**CACHE_USAGE, "output_tokens": 1}
+    delta = {k: v for k, v in CACHE_USAGE.items() if k != "cache_creation"}
+    body = (
+        "event: message_start\ndata: "
+        + json.dumps(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": "claude",
+                    "usage": start,
+                },
+            }
+        )
+        + "\n\nevent: content_block_start\ndata: "
+        + json.dumps(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+        )
+        + "\n\nevent: content_block_delta\ndata: "
+        + json.dumps(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "Hi"},
+            }
+        )
+        + "\n\nevent: message_delta\ndata: "
+        + json.dumps(
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": delta}
+        )
+        + '\n\nevent: message_stop\ndata: {"type": "message_stop"}\n\n'
+    ).encode()
+    decoder = adapter.stream_decoder(TARGET)
+    decode(decoder, body)
+    assert decoder.done
+    assert decoder.usage == Usage(
+        prompt_tokens=3540,
+        completion_tokens=7,
+        cached_tokens=500,
+        cache_write_tokens=3000,
+        cache_write_1h_tokens=2000,
+    )

@@ -287,3 +287,32 @@ def test_rate_limit_carries_retry_after():
     assert adapter.error(429, {}, body).retry_after is None
     assert adapter.error(429, {"retry-after": "20"}, body).retryable
     assert not adapter.error(400, {}, raw("openai/error_context_length.json")).retryable
+
+
+def test_completions_are_never_stored_upstream_whatever_the_client_says():
+    body = {
+        "model": "x",
+        "messages": [{"role": "user", "content": "hi"}],
+        "store": True,
+        "metadata": {"team": "red"},  # OpenAI takes metadata only with store on
+    }
+    for stream in (False, True):
+        payload = adapter.chat_request(TARGET, body, stream=stream).json
+        assert payload["store"] is False
+        assert "metadata" not in payload
+    assert body["store"] is True  # the client's body is untouched
+
+
+def test_openrouter_cache_writes_are_read():
+    _, usage = adapter.chat_response(
+        TARGET,
+        {
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 2100,
+                "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 2048},
+            },
+        },
+    )
+    assert usage == Usage(prompt_tokens=2100, completion_tokens=5, cache_write_tokens=2048)

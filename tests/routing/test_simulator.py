@@ -531,6 +531,30 @@ def test_anthropic_cache_reads_are_excluded_from_input_tokens(sim, http):
     assert events[0][1]["message"]["usage"]["cache_read_input_tokens"] == total // 2
 
 
+def test_anthropic_cache_control_writes_then_reads_the_prefix_by_ttl(sim, http):
+    """As Anthropic reports it: the first prompt with cache_control breakpoints writes the
+    prefix up to the last one (each segment with its breakpoint's TTL), the next reads it."""
+    system = [
+        {"type": "text", "text": LONG_PROMPT, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": LONG_PROMPT, "cache_control": {"type": "ephemeral"}},
+    ]
+    body = {"system": system, "messages": user("question")}
+    first = anthropic_messages(http, sim, body).json()["usage"]
+    words = len(LONG_PROMPT.split())
+    assert first["cache_creation"] == {
+        "ephemeral_1h_input_tokens": 4 + words,  # the system turn's overhead, then the text
+        "ephemeral_5m_input_tokens": words,
+    }
+    written = first["cache_creation_input_tokens"]
+    assert written == 4 + 2 * words and first["cache_read_input_tokens"] == 0
+    assert first["input_tokens"] == 4 + 1  # the user turn after the last breakpoint
+    events = anthropic_events(anthropic_messages(http, sim, {**body, "stream": True}).text)
+    for usage in (events[0][1]["message"]["usage"], events[-2][1]["usage"]):
+        assert usage["cache_read_input_tokens"] == written
+        assert usage["cache_creation_input_tokens"] == 0
+        assert usage["input_tokens"] == first["input_tokens"]
+
+
 def test_anthropic_images_and_auth(sim, http):
     image = {
         "type": "image",

@@ -55,6 +55,7 @@ def test_a_killed_worker_loses_and_repeats_nothing(openai_client, sim, alice, sh
         "LLMAPI_API_KEY_PEPPER": settings.API_KEY_PEPPER,
         "LLMAPI_SIMULATOR_URL": sim.url,
         "LLMAPI_FORCE_SIMULATOR": "true",
+        "LLMAPI_BILL_SIMULATED": "true",  # simulated generations cost $0 otherwise
         "LLMAPI_BILLING_REDIS_PREFIX": shared_store,
         "LLMAPI_BATCH_CLAIM_SIZE": "8",
         "LLMAPI_BATCH_ORG_CONCURRENCY": "8",
