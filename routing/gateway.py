@@ -20,7 +20,7 @@ from billing import services as billing
 from routing import events, policy, router, selectors
 from routing.errors import GatewayError, bad_request
 from routing.health import health_book
-from routing.pricing import cost_nanousd, nano_to_usd, worst_case_nanousd
+from routing.pricing import cost_nanousd, hold_ttl_seconds, nano_to_usd, worst_case_nanousd
 from routing.providers.base import ErrorKind, UpstreamError, Usage
 from routing.ratelimit import Limit, RateLimitUnavailable, get_rate_limiter, rate_limit_headers
 from routing.snapshot import CatalogSnapshot, EndpointSnap, ModelSnap, catalog
@@ -236,6 +236,7 @@ async def hold(admission: Admission) -> None:
             key_limit_nanousd=key.spend_limit_nanousd,
             key_period=key.spend_limit_period,
             amount_nanousd=amount,
+            ttl_seconds=hold_ttl_seconds(admission.candidates, max_tokens=admission.max_tokens),
         )
     except billing.HoldUnavailable:
         # Fail closed: without the shared counters no request may spend.
@@ -247,6 +248,10 @@ async def hold(admission: Admission) -> None:
         ) from None
     if not result.allowed:
         events.request_refused("spend", str(result.refused_by))
+        if result.refused_by == "account_suspended":  # a payment dispute is open
+            raise GatewayError(
+                403, result.message, code="account_suspended", headers=admission.headers
+            )
         code = (
             "insufficient_quota"
             if result.refused_by == "insufficient_quota"

@@ -55,6 +55,9 @@ class OrgBillingSnapshot:
     # Every credit ever (top-ups, grants, refunds, adjustments): the prepaid balance is this
     # minus all usage, and all usage is a hot counter.
     credits_nanousd: int
+    # Why the organization may not spend at all right now ("" when it may): a payment dispute
+    # is open. Last, with a default, so that a cached entry of the older shape still reads.
+    suspended: str = ""
 
     def as_tuple(self) -> tuple:
         return (
@@ -62,21 +65,32 @@ class OrgBillingSnapshot:
             self.prepaid,
             self.monthly_limit_nanousd,
             self.credits_nanousd,
+            self.suspended,
         )
+
+
+SUSPENDED_DISPUTE = (
+    "Spending is suspended: a payment dispute (chargeback) is open on one of your payments. "
+    "It resumes as soon as the dispute is closed; see your organization's billing page."
+)
 
 
 def snapshot_build(organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
     """From the database (creating the account, with its free grant, on first use)."""
-    from billing.selectors import ledger_credits
+    from billing.selectors import disputes_open_count, ledger_credits
     from billing.services.ledger import _ensure_account
 
     account = _ensure_account(organization_id)
     credits, _ = ledger_credits(organization_id=account.organization_id) or (0, 0)
+    suspended = ""
+    if disputes_open_count(organization_id=account.organization_id):
+        suspended = SUSPENDED_DISPUTE
     return OrgBillingSnapshot(
         organization_id=str(account.organization_id),
         prepaid=account.plan.is_prepaid,
         monthly_limit_nanousd=account.monthly_limit_nanousd,
         credits_nanousd=credits,
+        suspended=suspended,
     )
 
 
