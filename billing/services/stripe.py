@@ -204,8 +204,9 @@ def _prefetch(event: stripe.Event) -> dict[str, Any]:
         return {}
     obj = event.data.object.to_dict()
     charge_id = obj["id"] if obj.get("object") == "charge" else _id(obj.get("charge"))
-    if not charge_id:
-        return {}
+    paid_by = _organization_paid_by(_id(obj.get("payment_intent")), obj.get("metadata"))
+    if not charge_id or paid_by is None:
+        return {}  # not a payment of ours: nothing to ask Stripe
     return {"charge_id": charge_id, "refunds": _charge_refunds(charge_id)}
 
 

@@ -24,6 +24,7 @@ from billing import selectors, services
 from billing.holds import OrgSnapshotCache, org_snapshots
 from billing.models import LedgerEntry, Recharge, TopUp
 from tests.billing.conftest import call
+from tests.billing.helpers import gen_id
 from tests.billing.test_stripe import API, SECRET, deliver, event, payment_succeeded
 
 pytestmark = pytest.mark.filterwarnings(
@@ -177,10 +178,11 @@ def test_refund_events_wait_for_stripe_when_it_cannot_be_read(stripe_api, alice,
 def test_refunds_of_someone_elses_payment_change_nothing(stripe_api, alice, client):
     services.billing_account_for(organization=alice.org)
     before = balance(alice.org)
-    refunds_now(stripe_api, refund("re_foreign", 2500))
+    listing = refunds_now(stripe_api, refund("re_foreign", 2500))
     foreign = event("evt_foreign", "charge.refunded", charge(refunded=2500, pi="pi_not_ours"))
     assert deliver(client, foreign).status_code == 200
     assert balance(alice.org) == before
+    assert listing.call_count == 0  # not even asked about
     assert not LedgerEntry.objects.filter(reference__startswith="stripe-refund").exists()
 
 
@@ -465,3 +467,71 @@ def test_a_hold_lives_as_long_as_its_stream_so_the_limit_holds(gateway, alice, s
         organization_id=alice.org.id, key_id=key.id, period="total", at=timezone.now()
     )
     assert 0 < spent <= held * 3 // 2
+
+
+def test_a_hold_placed_for_longer_is_released_only_after_its_own_time(store, org, settings):
+    settings.BILLING_HOLD_TTL_SECONDS = 1
+    started = timezone.now()
+    short, long = gen_id(), gen_id()
+    for hold_id, ttl in ((short, None), (long, 600.0)):
+        result = call(
+            store,
+            services.hold_place,
+            hold_id=hold_id,
+            organization_id=org.id,
+            key_id=None,
+            key_limit_nanousd=None,
+            key_period="monthly",
+            amount_nanousd=CENT,
+            now=started,
+            store=store,
+            ttl_seconds=ttl,
+        )
+        assert result.allowed
+    at = started.timestamp()
+    assert services.holds_release_expired(now=started + timedelta(seconds=2), store=store) == 1
+    assert (store.hold_state(short), store.hold_state(long)) == ("expired", "held")
+    assert store.release_expired(now=at + 599) == 0
+    assert store.release_expired(now=at + 601) == 1
+
+
+def test_a_long_answer_gets_a_hold_that_outlives_it(settings):
+    from routing.health import HealthBook, Outcome
+    from routing.pricing import hold_ttl_seconds
+    from routing.snapshot import EndpointSnap
+
+    settings.BILLING_HOLD_TTL_SECONDS = 900
+    settings.ROUTING_MAX_ATTEMPTS, settings.ROUTING_CONNECT_TIMEOUT = 2, 5
+    settings.ROUTING_ATTEMPT_TIMEOUT = 60
+
+    def endpoint(provider: str, tps: int) -> EndpointSnap:
+        return EndpointSnap(
+            id=0,
+            model_id="m",
+            provider=provider,
+            provider_name=provider,
+            region="",
+            wire="openai",
+            target=None,
+            simulated=True,
+            input_price=1,
+            cached_input_price=1,
+            output_price=1,
+            reasoning_price=1,
+            context_window=100_000,
+            max_output_tokens=64_000,
+            nominal_latency_ms=300,
+            nominal_throughput_tps=tps,
+        )
+
+    fast, slow = endpoint("fast", 400), endpoint("slow", 100)
+    health = HealthBook()
+    # A short answer keeps the configured floor.
+    assert hold_ttl_seconds([fast, slow], max_tokens=1000, health=health) == 900
+    # 64K tokens from the slowest candidate at a quarter of its 100 tokens/s, plus two attempts'
+    # timeouts: far longer than the floor.
+    assert hold_ttl_seconds([fast, slow], max_tokens=64_000, health=health) == 2560 + 130
+    # Measured slower than advertised: the measurement counts.
+    for _ in range(3):
+        health.get(fast.key).add(Outcome(at=time.monotonic(), ok=True, tokens_per_second=40))
+    assert hold_ttl_seconds([fast], max_tokens=64_000, health=health) == 64_000 / 10 + 130
