@@ -21,7 +21,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -553,6 +553,23 @@ def auto_recharge_run(*, organization_id) -> Recharge | None:
         return recharge
     recharge.save()
     return recharge
+
+
+def auto_recharge_sweep() -> int:
+    """The periodic job: organizations still below their threshold get another try. Usage
+    triggers a recharge, but an organization out of credit has no usage left to trigger one
+    after a failure (or after its worker died). Returns how many recharges were sent."""
+    accounts = BillingAccount.objects.filter(
+        auto_recharge_enabled=True,
+        balance_nanousd__lt=models.F("auto_recharge_threshold_nanousd"),
+    ).values_list("organization_id", flat=True)
+    sent = 0
+    for organization_id in accounts:
+        try:
+            sent += auto_recharge_run(organization_id=organization_id) is not None
+        except Exception:  # one organization's trouble doesn't stop the others'
+            logger.exception("auto-recharge of %s failed", organization_id)
+    return sent
 
 
 def _recharge_start(organization_id, amount_cents: int) -> Recharge | None:

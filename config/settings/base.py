@@ -399,6 +399,10 @@ CELERY_BEAT_SCHEDULE["billing-report-meter-usage"] = {
     "task": "billing.tasks.report_meter_usage",
     "schedule": 60.0,
 }
+CELERY_BEAT_SCHEDULE["billing-retry-auto-recharges"] = {
+    "task": "billing.tasks.retry_auto_recharges",
+    "schedule": 60.0,
+}
 # Request logs older than this are purged (rollups stay), in batches of LOG_PURGE_BATCH.
 LOG_RETENTION_DAYS = env.int("LLMAPI_LOG_RETENTION_DAYS", default=30)
 LOG_PURGE_BATCH = env.int("LLMAPI_LOG_PURGE_BATCH", default=1000)

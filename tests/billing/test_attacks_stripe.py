@@ -23,6 +23,7 @@ from accounts.models import AuditLog
 from billing import selectors, services
 from billing.holds import OrgSnapshotCache, org_snapshots
 from billing.models import LedgerEntry, Recharge, TopUp
+from billing.tasks import retry_auto_recharges
 from tests.billing.conftest import call
 from tests.billing.helpers import gen_id
 from tests.billing.test_stripe import API, SECRET, deliver, event, payment_succeeded
@@ -363,13 +364,15 @@ def test_a_stripe_error_fails_the_recharge_and_a_later_one_can_start(
     assert services.auto_recharge_run(organization_id=org.id) is None
     assert intents.call_count == 1
 
+    # No usage comes to trigger it (out of credit, requests are refused): the periodic job
+    # tries again once the wait is over.
     settings.BILLING_RECHARGE_RETRY_SECONDS = 0
-    second = services.auto_recharge_run(organization_id=org.id)
-    assert second is not None and second.pk != first.pk
-    second.refresh_from_db()
+    assert retry_auto_recharges.delay().get() == 1
+    second = Recharge.objects.exclude(pk=first.pk).get(organization=org)
     assert second.status == Recharge.Status.SUCCEEDED
     assert intents.calls.last.request.headers["Idempotency-Key"] == f"recharge-{second.pk}"
     assert balance(org) == 21 * USD
+    assert retry_auto_recharges.delay().get() == 0  # above the threshold: nothing to do
 
 
 def test_a_recharge_left_pending_by_a_dead_worker_is_taken_over_under_its_own_key(
