@@ -175,6 +175,7 @@ class AuditLog(models.Model):
         CREDITS_GRANTED = "billing.credits_granted", "Credits granted by staff"
         SPEND_LIMIT_CHANGED = "billing.limit_changed", "Monthly spend limit changed"
         AUTO_RECHARGE_CHANGED = "billing.auto_recharge", "Auto-recharge changed"
+        PAYMENT_DISPUTE = "billing.dispute", "Payment dispute opened or closed"
         LOG_SETTINGS_CHANGED = "org.log_settings_changed", "Request log settings changed"
 
     id = models.BigAutoField(primary_key=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan
+from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan, StripeDispute
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -50,3 +50,11 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 class AlertSentAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "scope", "subject", "threshold", "period_start"]
     list_filter = ["scope", "threshold"]
+
+
+@admin.register(StripeDispute)
+class StripeDisputeAdmin(ReadOnlyAdmin):
+    list_display = ["id", "organization", "amount_cents", "status", "status_at", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["organization"]
+    search_fields = ["id", "organization__name", "payment_intent_id"]

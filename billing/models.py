@@ -261,6 +261,9 @@ class Recharge(models.Model):
     payment_intent_id = models.CharField(max_length=255, blank=True)
     error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # When a worker last asked Stripe for it: a pending recharge not answered long after this
+    # lost its worker, and is asked again under the same idempotency key.
+    attempted_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -274,6 +277,52 @@ class Recharge(models.Model):
 
     def __str__(self) -> str:
         return f"Recharge {self.id} ({self.status})"
+
+
+class StripeDispute(models.Model):
+    """A cardholder's dispute of one of our charges, as Stripe last described it. While one is
+    open the organization can't spend (the hot path reads it from its billing snapshot); its
+    money moves in the ledger under `stripe-dispute:<id>` (taken) and `stripe-dispute-won:<id>`
+    (given back)."""
+
+    # Statuses in which the dispute is still undecided.
+    OPEN_STATUSES = (
+        "warning_needs_response",
+        "warning_under_review",
+        "needs_response",
+        "under_review",
+        "appeal_needs_response",
+        "appeal_under_review",
+    )
+    # Closed in our favour (or never a chargeback): the money comes back.
+    RETURNED_STATUSES = ("won", "warning_closed", "prevented")
+
+    id = models.CharField(primary_key=True, max_length=255)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    charge_id = models.CharField(max_length=255, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=32)
+    reason = models.CharField(max_length=64, blank=True)
+    # The Stripe event time of the status we hold: an older event delivered late can't undo it.
+    status_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "status"])]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.id} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    @property
+    def status_label(self) -> str:
+        return self.status.replace("_", " ")
 
 
 class MeterReported(models.Model):

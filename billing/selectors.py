@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import Organization
 from billing.holds.snapshot import OrgBillingSnapshot
-from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan
+from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan, StripeDispute
 from billing.periods import EPOCH, MONTHLY, TOTAL, period_bounds, period_start
 
 __all__ = [
@@ -24,6 +24,8 @@ __all__ = [
     "billing_account_get",
     "billing_check",
     "daily_spend",
+    "disputes_open",
+    "disputes_open_count",
     "key_spend_by_period",
     "ledger_credits",
     "ledger_list",
@@ -50,6 +52,19 @@ def plan_default() -> Plan | None:
 def billing_account_get(*, organization: Organization) -> BillingAccount | None:
     """The account if it exists (billing.services.billing_account_for creates it)."""
     return BillingAccount.objects.select_related("plan").filter(organization=organization).first()
+
+
+def disputes_open(*, organization: Organization) -> QuerySet[StripeDispute]:
+    """The organization's payment disputes still undecided (spending is suspended meanwhile)."""
+    return StripeDispute.objects.filter(
+        organization=organization, status__in=StripeDispute.OPEN_STATUSES
+    ).order_by("-created_at")
+
+
+def disputes_open_count(*, organization_id: uuid.UUID | str) -> int:
+    return StripeDispute.objects.filter(
+        organization_id=organization_id, status__in=StripeDispute.OPEN_STATUSES
+    ).count()
 
 
 def ledger_list(*, organization: Organization, limit: int = 100) -> QuerySet[LedgerEntry]:

@@ -47,6 +47,15 @@ def auto_recharge(organization_id: str) -> None:
     auto_recharge_run(organization_id=organization_id)
 
 
+@shared_task(ignore_result=True)
+def retry_auto_recharges() -> int:
+    """Organizations still below their auto-recharge threshold (a recharge failed on a Stripe
+    error, or its worker died) get another try; the services space the tries out."""
+    from billing.services import auto_recharge_sweep
+
+    return auto_recharge_sweep()
+
+
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5, ignore_result=True)
 def send_auto_recharge_stopped_email(organization_id: str) -> None:
     from billing.services import auto_recharge_stopped_email

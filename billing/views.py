@@ -108,6 +108,10 @@ def billing_page(request: HttpRequest) -> HttpResponse:
             "min_usd": settings.BILLING_TOPUP_MIN_CENTS // 100,
             "max_usd": settings.BILLING_TOPUP_MAX_CENTS // 100,
             "alerts": selectors.alerts_active(organization=org, at=now),
+            "disputes": [
+                {"dispute": d, "amount": f"{d.amount_cents / 100:,.2f}"}
+                for d in selectors.disputes_open(organization=org)
+            ],
             "can_grant": request.user.is_staff,
             "recharge_threshold": usd(account.auto_recharge_threshold_nanousd),
             "recharge_amount": f"{account.auto_recharge_amount_cents / 100:.2f}"
@@ -234,4 +238,8 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except (ValueError, stripe.SignatureVerificationError) as error:
         logger.warning("refused a Stripe webhook: %s", error)
         return HttpResponse("invalid payload or signature", status=400, content_type="text/plain")
+    except stripe.StripeError as error:
+        # Reading the event's objects from Stripe failed; nothing was stored: Stripe retries.
+        logger.warning("Stripe webhook not handled yet: %s", error)
+        return HttpResponse("retry later", status=503, content_type="text/plain")
     return HttpResponse("ok" if fresh else "duplicate", content_type="text/plain")

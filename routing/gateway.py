@@ -23,7 +23,7 @@ from billing import services as billing
 from routing import events, policy, router, selectors
 from routing.errors import GatewayError, bad_request
 from routing.health import health_book
-from routing.pricing import cost_nanousd, nano_to_usd, worst_case_nanousd
+from routing.pricing import cost_nanousd, hold_ttl_seconds, nano_to_usd, worst_case_nanousd
 from routing.providers.base import ErrorKind, UpstreamError, Usage
 from routing.providers.registry import adapter_for
 from routing.ratelimit import Limit, RateLimitUnavailable, get_rate_limiter, rate_limit_headers
@@ -351,6 +351,7 @@ async def _hold_place(admission: Admission, amount: int) -> billing.HoldResult:
             key_limit_nanousd=key.spend_limit_nanousd,
             key_period=key.spend_limit_period,
             amount_nanousd=amount,
+            ttl_seconds=hold_ttl_seconds(admission.candidates, max_tokens=admission.max_tokens),
         )
     except billing.HoldUnavailable:
         # Fail closed: without the shared counters no request may spend.
@@ -364,6 +365,10 @@ async def _hold_place(admission: Admission, amount: int) -> billing.HoldResult:
 
 def _refusal(admission: Admission, result: billing.HoldResult, amount: int) -> GatewayError:
     events.request_refused("spend", str(result.refused_by))
+    if result.refused_by == "account_suspended":  # a payment dispute is open
+        return GatewayError(
+            403, result.message, code="account_suspended", headers=admission.headers
+        )
     if result.refused_by == "too_many_in_flight":
         return GatewayError(
             429,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.conf import settings
 
+from routing.health import HealthBook, health_book
 from routing.providers.base import Usage
 from routing.snapshot import EndpointSnap
 
@@ -45,6 +47,35 @@ def worst_case_nanousd(endpoint: EndpointSnap, *, prompt_tokens: int, max_tokens
     output = max(endpoint.output_price, endpoint.reasoning_price)
     total = prompt_tokens * prompt + max_tokens * output
     return -(-total // PER_MILLION)
+
+
+# A provider can stream this much slower than its usual (nominal or measured) throughput
+# before a hold sized for it lapses; and never slower than HOLD_MIN_TPS is assumed.
+HOLD_SLOWDOWN = 4
+HOLD_MIN_TPS = 5
+
+
+def hold_ttl_seconds(
+    candidates: Iterable[EndpointSnap], *, max_tokens: int, health: HealthBook | None = None
+) -> float:
+    """How long a request's spend hold must live: past it the hold counts as left by a dead
+    process and is given back, while the request may still be running and spending. Every
+    attempt may wait out its timeouts, then the answer takes `max_tokens` at the slowest
+    candidate's worst throughput (its nominal or measured one, whichever is lower, slowed
+    down). Never shorter than BILLING_HOLD_TTL_SECONDS."""
+    health = health or health_book
+    slowest = None
+    for endpoint in candidates:
+        measured = health.medians(endpoint.key)[1]
+        rates = [r for r in (endpoint.nominal_throughput_tps, measured) if r]
+        usual = min(rates) if rates else HOLD_MIN_TPS
+        worst = max(usual / HOLD_SLOWDOWN, HOLD_MIN_TPS)
+        slowest = worst if slowest is None else min(slowest, worst)
+    writing = max_tokens / (slowest or HOLD_MIN_TPS)
+    waiting = settings.ROUTING_MAX_ATTEMPTS * (
+        settings.ROUTING_CONNECT_TIMEOUT + settings.ROUTING_ATTEMPT_TIMEOUT
+    )
+    return max(float(settings.BILLING_HOLD_TTL_SECONDS), writing + waiting)
 
 
 def nano_to_usd(nano: int) -> Decimal:

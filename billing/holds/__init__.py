@@ -82,6 +82,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# HoldResult.refused_by when the organization may not spend at all (a payment dispute).
+SUSPENDED = "account_suspended"
+
 REFUSED_BY = {
     KEY: "key_spend_limit",
     ORG: "org_spend_limit",
@@ -94,9 +97,9 @@ class HoldResult:
     allowed: bool
     hold_id: str
     amount_nanousd: int
-    # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" when refused,
-    # "too_many_in_flight" when the organization's requests in flight are at its plan's cap,
-    # or "hold_id_used" for a hold id that already ended (its generation was billed).
+    # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" | "account_suspended" when
+    # refused, "too_many_in_flight" when the organization's requests in flight are at its
+    # plan's cap, or "hold_id_used" for a hold id that already ended (its generation was billed).
     refused_by: str | None = None
     message: str = ""
     # What is left on each limit after this hold (before it, when refused); None when that
@@ -194,16 +197,30 @@ async def hold_place(
     now: datetime | None = None,
     store: HoldStore | None = None,
     snapshots: OrgSnapshotCache | None = None,
+    ttl_seconds: float | None = None,
 ) -> HoldResult:
     """Reserve `amount_nanousd` (the request's worst-case cost) against every limit that
     applies, all or nothing. `hold_id` is the generation id; `now` is when the generation
-    starts (its spend lands in that period). Raises HoldUnavailable when the store can't be
-    asked: the caller answers 503, never "allowed"."""
+    starts (its spend lands in that period). `ttl_seconds` is how long the request may take
+    (default settings.BILLING_HOLD_TTL_SECONDS): past it the hold counts as left by a dead
+    process and is released, so it must outlast the longest answer. Raises HoldUnavailable
+    when the store can't be asked: the caller answers 503, never "allowed"."""
     if not isinstance(amount_nanousd, int) or amount_nanousd < 0:
         raise ValueError("a hold is a non-negative integer of nano-USD")
+    if ttl_seconds is not None and not ttl_seconds > 0:
+        raise ValueError("a hold's time to live is a positive number of seconds")
     now = now or timezone.now()
     store = store or get_hold_store()
     snapshot = await (snapshots or org_snapshots).aget(organization_id)
+    if snapshot.suspended:
+        # Nothing is reserved: the organization may not spend at all (a payment dispute).
+        return HoldResult(
+            allowed=False,
+            hold_id=hold_id,
+            amount_nanousd=amount_nanousd,
+            refused_by=SUSPENDED,
+            message=snapshot.suspended,
+        )
     parts = hold_parts(
         snapshot=snapshot,
         key_id=str(key_id) if key_id else None,
@@ -211,7 +228,9 @@ async def hold_place(
         key_period=key_period,
         at=now,
     )
-    deadline = (now + timedelta(seconds=settings.BILLING_HOLD_TTL_SECONDS)).timestamp()
+    if ttl_seconds is None:
+        ttl_seconds = settings.BILLING_HOLD_TTL_SECONDS
+    deadline = (now + timedelta(seconds=ttl_seconds)).timestamp()
     in_flight = (
         InFlight(snapshot.organization_id, snapshot.max_in_flight)
         if snapshot.max_in_flight

@@ -58,6 +58,9 @@ class OrgBillingSnapshot:
     # From the plan: the cap on requests in flight (None: none) and the earliest hedge.
     max_in_flight: int | None = None
     min_hedge_after_ms: int = 0
+    # Why the organization may not spend at all right now ("" when it may): a payment dispute
+    # is open. Last, with a default, so that a cached entry of the older shape still reads.
+    suspended: str = ""
 
     def as_tuple(self) -> tuple:
         return (
@@ -67,16 +70,26 @@ class OrgBillingSnapshot:
             self.credits_nanousd,
             self.max_in_flight,
             self.min_hedge_after_ms,
+            self.suspended,
         )
+
+
+SUSPENDED_DISPUTE = (
+    "Spending is suspended: a payment dispute (chargeback) is open on one of your payments. "
+    "It resumes as soon as the dispute is closed; see your organization's billing page."
+)
 
 
 def snapshot_build(organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
     """From the database (creating the account, with its free grant, on first use)."""
-    from billing.selectors import ledger_credits
+    from billing.selectors import disputes_open_count, ledger_credits
     from billing.services.ledger import _ensure_account
 
     account = _ensure_account(organization_id)
     credits, _ = ledger_credits(organization_id=account.organization_id) or (0, 0)
+    suspended = ""
+    if disputes_open_count(organization_id=account.organization_id):
+        suspended = SUSPENDED_DISPUTE
     return OrgBillingSnapshot(
         organization_id=str(account.organization_id),
         prepaid=account.plan.is_prepaid,
@@ -84,6 +97,7 @@ def snapshot_build(organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
         credits_nanousd=credits,
         max_in_flight=account.plan.max_in_flight,
         min_hedge_after_ms=account.plan.min_hedge_after_ms,
+        suspended=suspended,
     )
 
 

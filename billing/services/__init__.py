@@ -32,6 +32,7 @@ from billing.services.ledger import (
 from billing.services.stripe import (
     auto_recharge_configure,
     auto_recharge_run,
+    auto_recharge_sweep,
     billing_portal_url,
     invoice_list,
     meter_usage_report,
@@ -43,6 +44,7 @@ from billing.services.stripe import (
 __all__ = [
     "auto_recharge_configure",
     "auto_recharge_run",
+    "auto_recharge_sweep",
     "auto_recharge_stopped_email",
     "billing_portal_url",
     "credit_grant",

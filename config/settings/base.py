@@ -400,8 +400,19 @@ BILLING_TOPUP_PRESETS_CENTS = (1000, 2500, 5000, 10000)
 # Postpaid usage goes to this Stripe meter (value: nano-USD), every minute, in batches.
 STRIPE_METER_EVENT_NAME = env("STRIPE_METER_EVENT_NAME", default="llm_api_usage")
 BILLING_METER_BATCH = 100
+# An auto-recharge still pending this long after its call to Stripe lost its worker: another
+# worker sends it again under the same idempotency key (the SDK gives up long before).
+BILLING_RECHARGE_PENDING_SECONDS = env.float(
+    "LLMAPI_BILLING_RECHARGE_PENDING_SECONDS", default=600.0
+)
+# After a recharge failed on a Stripe error, the next one waits this long (Stripe may be down).
+BILLING_RECHARGE_RETRY_SECONDS = env.float("LLMAPI_BILLING_RECHARGE_RETRY_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE["billing-report-meter-usage"] = {
     "task": "billing.tasks.report_meter_usage",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["billing-retry-auto-recharges"] = {
+    "task": "billing.tasks.retry_auto_recharges",
     "schedule": 60.0,
 }
 # Request logs older than this are purged (rollups stay), in batches of LOG_PURGE_BATCH.

@@ -296,7 +296,14 @@ def test_a_server_killed_mid_request_leaves_a_hold_the_periodic_job_releases(
         count=1,
         simulator_url=sim.url,
         prefix=prefix,
-        extra_env={"LLMAPI_BILLING_HOLD_TTL_SECONDS": "2"},
+        # A hold lives as long as its request may take (hold_ttl_seconds): with one attempt
+        # that may wait 2.5 s, about 3 s here (the request is still waiting when killed).
+        extra_env={
+            "LLMAPI_BILLING_HOLD_TTL_SECONDS": "2",
+            "LLMAPI_MAX_ATTEMPTS": "1",
+            "LLMAPI_CONNECT_TIMEOUT": "0.5",
+            "LLMAPI_ATTEMPT_TIMEOUT": "2",
+        },
     )
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -314,7 +321,11 @@ def test_a_server_killed_mid_request_leaves_a_hold_the_periodic_job_releases(
         # The hold outlives its process...
         assert held()
         assert holds_release_expired(store=store) == 0  # ...and is not released before it expires
-        time.sleep(2.5)
+        [(_, deadline_ms)] = store._sync_client().zrange(
+            store.deadlines_key, 0, -1, withscores=True
+        )
+        assert deadline_ms / 1000 - time.time() < 5
+        time.sleep(max(0.0, deadline_ms / 1000 - time.time()) + 0.3)
         # ...until the periodic job (the Celery beat task, run here) releases it.
         assert release_expired_holds() == 1
         for part in _parts(store, alice.org.id, key):
