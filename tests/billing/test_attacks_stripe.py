@@ -519,6 +519,8 @@ def test_a_long_answer_gets_a_hold_that_outlives_it(settings):
             simulated=True,
             input_price=1,
             cached_input_price=1,
+            cache_write_price=1,
+            cache_write_1h_price=1,
             output_price=1,
             reasoning_price=1,
             context_window=100_000,
