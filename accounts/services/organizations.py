@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.db import transaction
 
 from accounts.exceptions import AccountsError
@@ -7,16 +9,55 @@ from accounts.models import AuditLog, Membership, Organization, Role, User
 from accounts.services.audit import audit_log_record
 
 
+def _has_verified_email(user: User) -> bool:
+    return EmailAddress.objects.filter(user=user, verified=True).exists()
+
+
+def free_credit_claim(*, user: User, organization: Organization | None = None) -> bool:
+    """Give a verified person the plan's free starting credit, on `organization` or else on
+    their first organization (the personal one made at sign-up). Billing's unique reference
+    per person makes it once per person, whatever happens to their organizations. Returns
+    whether this call granted it."""
+    from billing import services as billing_services
+
+    if not _has_verified_email(user):
+        return False
+    if organization is None:
+        organization = (
+            Organization.objects.filter(
+                created_by=user, memberships__user=user, memberships__role=Role.OWNER
+            )
+            .order_by("-is_personal", "created_at")
+            .first()
+        )
+        if organization is None:
+            return False  # their first organization gets it when they create one
+    return billing_services.free_credit_grant(organization=organization, user_id=user.pk)
+
+
 @transaction.atomic
 def organization_create(*, user: User, name: str, is_personal: bool = False) -> Organization:
     name = name.strip()
     if not name:
         raise AccountsError("An organization needs a name.")
+    # Locking the person serializes their concurrent creations, so the cap counts them all.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    limit = settings.ACCOUNTS_MAX_OWNED_ORGANIZATIONS
+    if Membership.objects.filter(user=user, role=Role.OWNER).count() >= limit:
+        raise AccountsError(
+            f"You already own {limit} organizations, the most one person can own. Make "
+            "someone else the owner of one you no longer run, or invite your team into an "
+            "existing one.",
+            code="organization_limit",
+        )
     org = Organization.objects.create(name=name[:100], is_personal=is_personal, created_by=user)
     Membership.objects.create(organization=org, user=user, role=Role.OWNER)
     audit_log_record(
         organization=org, actor=user, action=AuditLog.Action.ORG_CREATED, target=org.name
     )
+    # The first organization of a verified person carries their free credit; any later one
+    # starts at $0 (billing grants once per person).
+    free_credit_claim(user=user, organization=org)
     return org
 
 

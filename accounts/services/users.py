@@ -4,7 +4,7 @@ from allauth.account.models import EmailAddress
 from django.db import transaction
 
 from accounts.models import Organization, User
-from accounts.services.organizations import organization_create
+from accounts.services.organizations import free_credit_claim, organization_create
 
 
 def _personal_org_name(user: User) -> str:
@@ -15,6 +15,13 @@ def _personal_org_name(user: User) -> str:
 def user_signed_up(*, user: User) -> Organization:
     """Every new account starts with a personal organization it owns."""
     return organization_create(user=user, name=_personal_org_name(user), is_personal=True)
+
+
+@transaction.atomic
+def user_email_verified(*, user: User) -> bool:
+    """An address of the person was verified (by link, code, password reset or staff): their
+    first organization gets the free starting credit now if it hasn't yet."""
+    return free_credit_claim(user=user)
 
 
 @transaction.atomic
@@ -29,4 +36,5 @@ def user_get_or_create_verified(*, email: str) -> tuple[User, bool]:
     EmailAddress.objects.update_or_create(
         user=user, email=user.email, defaults={"verified": True, "primary": True}
     )
+    user_email_verified(user=user)
     return user, created
