@@ -26,7 +26,7 @@ from accounts.forms import (
 )
 from accounts.models import Role
 from accounts.permissions import Perm
-from billing import selectors as billing_selectors
+from billing import services as billing_services
 
 
 def public_base_url(request: HttpRequest) -> str:
@@ -74,8 +74,8 @@ def organization_create(request: HttpRequest) -> HttpResponse:
 
 
 def _created_message(org) -> str:
-    account = billing_selectors.billing_account_get(organization=org)
-    if account is None or not account.plan.is_prepaid:
+    account = billing_services.billing_account_for(organization=org)
+    if not account.plan.is_prepaid:
         return f"Created {org.name}."
     if account.balance_nanousd > 0:
         usd = Decimal(account.balance_nanousd) / NANO_PER_USD

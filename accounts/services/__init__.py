@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_update
 from accounts.services.audit import audit_log_record
+from accounts.services.free_credit import free_credit_claim
 from accounts.services.invitations import (
     invitation_accept,
     invitation_create,
@@ -12,7 +13,6 @@ from accounts.services.invitations import (
     invitation_token,
 )
 from accounts.services.organizations import (
-    free_credit_claim,
     membership_change_role,
     membership_leave,
     membership_remove,

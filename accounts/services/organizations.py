@@ -1,38 +1,12 @@
 from __future__ import annotations
 
-from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import transaction
 
 from accounts.exceptions import AccountsError
 from accounts.models import AuditLog, Membership, Organization, Role, User
 from accounts.services.audit import audit_log_record
-
-
-def _has_verified_email(user: User) -> bool:
-    return EmailAddress.objects.filter(user=user, verified=True).exists()
-
-
-def free_credit_claim(*, user: User, organization: Organization | None = None) -> bool:
-    """Give a verified person the plan's free starting credit, on `organization` or else on
-    their first organization (the personal one made at sign-up). Billing's unique reference
-    per person makes it once per person, whatever happens to their organizations. Returns
-    whether this call granted it."""
-    from billing import services as billing_services
-
-    if not _has_verified_email(user):
-        return False
-    if organization is None:
-        organization = (
-            Organization.objects.filter(
-                created_by=user, memberships__user=user, memberships__role=Role.OWNER
-            )
-            .order_by("-is_personal", "created_at")
-            .first()
-        )
-        if organization is None:
-            return False  # their first organization gets it when they create one
-    return billing_services.free_credit_grant(organization=organization, user_id=user.pk)
+from accounts.services.free_credit import free_credit_claim
 
 
 @transaction.atomic

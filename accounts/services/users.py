@@ -4,7 +4,8 @@ from allauth.account.models import EmailAddress
 from django.db import transaction
 
 from accounts.models import Organization, User
-from accounts.services.organizations import free_credit_claim, organization_create
+from accounts.services.free_credit import free_credit_claim
+from accounts.services.organizations import organization_create
 
 
 def _personal_org_name(user: User) -> str:

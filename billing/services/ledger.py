@@ -132,11 +132,9 @@ def free_credit_grant(*, organization: Organization, user_id: uuid.UUID | str | 
     reference = FREE_GRANT_REFERENCE.format(user_id=user_id)
     if LedgerEntry.objects.filter(reference=reference).exists():
         return False
-    if LedgerEntry.objects.filter(
-        kind=Kind.GRANT,
-        reference__startswith=_LEGACY_GRANT_PREFIX,
-        organization__created_by_id=user_id,
-    ).exists():
+    theirs = Organization.objects.filter(created_by_id=user_id).values_list("id", flat=True)
+    legacy = [f"{_LEGACY_GRANT_PREFIX}{org_id}" for org_id in theirs]
+    if LedgerEntry.objects.filter(reference__in=legacy).exists():
         return False  # had one under the old per-organization grant
     try:
         _, created = ledger_post(

@@ -33,7 +33,7 @@ def _signup_and_verify(client: Client, email: str) -> User:
     )
     link = re.search(r"https?://\S+/accounts/confirm-email/\S+/", mail.outbox[-1].body).group(0)
     assert client.post(link.split("testserver", 1)[1]).status_code == 302
-    return User.objects.get(email=email)
+    return User.objects.get(email__iexact=email)
 
 
 def _create_org(client: Client, name: str):
@@ -215,6 +215,25 @@ def test_an_unverified_address_gets_no_credit_until_it_is_verified(client, db):
     assert billing_account_for(organization=extra).balance_nanousd == 0
     # Verifying a second address later grants nothing more.
     assert len(_grants(user)) == 1
+
+
+def test_accounts_on_aliases_of_one_inbox_get_one_free_grant(db):
+    # Before the fix: 4 verified accounts reading one inbox, 4 grants.
+    aliases = (
+        "mallory@gmail.com",
+        "mallory+2@gmail.com",
+        "Mal.Lory+x@googlemail.com",
+        "m.allory@gmail.com",
+    )
+    clients = {email: Client() for email in (*aliases, "trudy@gmail.com")}
+    users = {email: _signup_and_verify(c, email) for email, c in clients.items()}
+    for email, c in clients.items():
+        _open_billing(c, Organization.objects.get(memberships__user=users[email]))
+    granted = {email for email, user in users.items() if _grants(user)}
+    assert granted == {"mallory@gmail.com", "trudy@gmail.com"}
+    later = clients["m.allory@gmail.com"]
+    later_org = Organization.objects.get(memberships__user=users["m.allory@gmail.com"])
+    assert 'data-testid="no-free-credit"' in _open_billing(later, later_org)
 
 
 @pytest.mark.skipif(
