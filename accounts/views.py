@@ -24,7 +24,7 @@ from accounts.forms import (
     OrganizationForm,
     RoleForm,
 )
-from accounts.models import Role
+from accounts.models import Organization, Role
 from accounts.permissions import Perm
 from billing import services as billing_services
 
@@ -73,7 +73,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/organization_create.html", {"form": form}, status=status)
 
 
-def _created_message(org) -> str:
+def _created_message(org: Organization) -> str:
     account = billing_services.billing_account_for(organization=org)
     if not account.plan.is_prepaid:
         return f"Created {org.name}."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from allauth.account.models import EmailAddress
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from accounts.models import FreeCreditClaim, Organization, Role, User
 
@@ -36,10 +37,9 @@ def free_credit_claim(*, user: User, organization: Organization | None = None) -
     if not addresses:
         return False
     mailboxes = {mailbox_canonical(a.email) for a in addresses}
-    if FreeCreditClaim.objects.filter(user=user).exists():
+    # Theirs, or another account's on the same inbox.
+    if FreeCreditClaim.objects.filter(Q(user=user) | Q(mailbox__in=mailboxes)).exists():
         return False
-    if FreeCreditClaim.objects.filter(mailbox__in=mailboxes).exists():
-        return False  # another account on the same inbox took it
     if organization is None:
         organization = (
             Organization.objects.filter(
