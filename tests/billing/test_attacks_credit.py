@@ -213,7 +213,7 @@ def test_an_unverified_address_gets_no_credit_until_it_is_verified(client, db):
     client.post(link.split("testserver", 1)[1])
     assert billing_account_for(organization=personal).balance_nanousd == USD
     assert billing_account_for(organization=extra).balance_nanousd == 0
-    # Verifying a second address later grants nothing more.
+    # One grant in all, on the personal organization.
     assert len(_grants(user)) == 1
 
 
