@@ -3,7 +3,15 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import APIKey, AuditLog, Invitation, Membership, Organization, User
+from accounts.models import (
+    APIKey,
+    AuditLog,
+    FreeCreditClaim,
+    Invitation,
+    Membership,
+    Organization,
+    User,
+)
 
 
 @admin.register(User)
@@ -57,4 +65,18 @@ class AuditLogAdmin(admin.ModelAdmin):
         return False  # the audit trail is append-only
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FreeCreditClaim)
+class FreeCreditClaimAdmin(admin.ModelAdmin):
+    """Read-only: the credit itself is in the ledger; a claim is only who took it."""
+
+    list_display = ["mailbox", "user", "organization", "created_at"]
+    search_fields = ["mailbox", "user__email"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -264,3 +264,24 @@ class APIKey(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class FreeCreditClaim(models.Model):
+    """The free starting credit a person took: one per user and one per mailbox, so neither
+    many organizations nor many sign-ups on aliases of one inbox (name+1@, n.ame@gmail.com)
+    take it twice. Billing posts the money under a reference naming the user; this row is
+    accounts' side of "who is a person"."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.OneToOneField(
+        User, null=True, on_delete=models.SET_NULL, related_name="free_credit_claim"
+    )
+    # The verified address it was claimed with, lowercased, without +tag (and Gmail's dots).
+    mailbox = models.CharField(max_length=254, unique=True)
+    organization = models.ForeignKey(
+        Organization, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Free credit claimed by {self.mailbox}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from allauth.core import ratelimit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,9 +17,16 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.access import CURRENT_ORG_SESSION_KEY, can, org_view
 from accounts.exceptions import AccountsError
-from accounts.forms import APIKeyCreateForm, InvitationForm, OrganizationForm, RoleForm
-from accounts.models import Role
+from accounts.forms import (
+    NANO_PER_USD,
+    APIKeyCreateForm,
+    InvitationForm,
+    OrganizationForm,
+    RoleForm,
+)
+from accounts.models import Organization, Role
 from accounts.permissions import Perm
+from billing import services as billing_services
 
 
 def public_base_url(request: HttpRequest) -> str:
@@ -41,15 +51,39 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 def organization_create(request: HttpRequest) -> HttpResponse:
     form = OrganizationForm(request.POST or None)
+    status = 200
     if request.method == "POST" and form.is_valid():
-        try:
-            org = services.organization_create(user=request.user, name=form.cleaned_data["name"])
-        except AccountsError as error:
-            form.add_error("name", error.message)
+        # allauth's limiter, per person, in the shared cache (so it holds across processes).
+        if not ratelimit.consume(request, action="create_organization", user=request.user):
+            form.add_error(
+                None,
+                "You're creating organizations too quickly. Try again in a few minutes.",
+            )
+            status = 429
         else:
-            messages.success(request, f"Created {org.name}.")
-            return redirect("org_overview", org_id=org.id)
-    return render(request, "accounts/organization_create.html", {"form": form})
+            try:
+                org = services.organization_create(
+                    user=request.user, name=form.cleaned_data["name"]
+                )
+            except AccountsError as error:
+                form.add_error("name", error.message)
+            else:
+                messages.success(request, _created_message(org))
+                return redirect("org_overview", org_id=org.id)
+    return render(request, "accounts/organization_create.html", {"form": form}, status=status)
+
+
+def _created_message(org: Organization) -> str:
+    account = billing_services.billing_account_for(organization=org)
+    if not account.plan.is_prepaid:
+        return f"Created {org.name}."
+    if account.balance_nanousd > 0:
+        usd = Decimal(account.balance_nanousd) / NANO_PER_USD
+        return f"Created {org.name}, with ${usd:,.2f} of free starting credit."
+    return (
+        f"Created {org.name}. It starts at $0: the free starting credit comes once per person, "
+        "with their first organization. Add credit on its Billing page before calling the API."
+    )
 
 
 @org_view(Perm.VIEW)

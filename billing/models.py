@@ -27,7 +27,8 @@ class Plan(models.Model):
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    # Credited once per organization when its billing account is created.
+    # Free starting credit: granted once per person (a verified address), to their first
+    # organization (billing.services.free_credit_grant); further organizations start at $0.
     free_grant_nanousd = models.BigIntegerField(default=0)
     # Copied into a new account's monthly limit; None means no organization limit.
     default_monthly_limit_nanousd = models.BigIntegerField(null=True, blank=True)
@@ -123,7 +124,7 @@ class LedgerEntry(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Signed: + credits the organization, - debits it.
     amount_nanousd = models.BigIntegerField()
-    # Idempotency: a generation id, a Stripe event or payment intent id, "grant:signup:<org>".
+    # Idempotency: a generation id, a Stripe event or payment intent id, "free-grant:user:<id>".
     reference = models.CharField(max_length=200, unique=True)
     # The API key a usage entry belongs to; no foreign key, the books outlive a deleted key.
     key_id = models.UUIDField(null=True, blank=True)

@@ -83,6 +83,9 @@ def billing_page(request: HttpRequest) -> HttpResponse:
         except stripe.StripeError:
             logger.warning("could not list invoices", exc_info=True)
     week = sum(amount for _, amount in burn)
+    # Free credit comes once per person: a prepaid organization that never had any says how
+    # to add some.
+    credits, _ = selectors.ledger_credits(organization_id=org.id) or (0, 0)
     return render(
         request,
         "billing/billing.html",
@@ -92,6 +95,7 @@ def billing_page(request: HttpRequest) -> HttpResponse:
             "account": account,
             "balance": usd(account.balance_nanousd),
             "prepaid": account.plan.is_prepaid,
+            "never_credited": account.plan.is_prepaid and credits == 0,
             "burn": [(day, usd(amount)) for day, amount in burn],
             "burn_per_day": usd(week // len(burn)),
             "month_spent": usd(month_spent),

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.exceptions import AccountsError
 from accounts.models import AuditLog, Membership, Organization, Role, User
 from accounts.services.audit import audit_log_record
+from accounts.services.free_credit import free_credit_claim
 
 
 @transaction.atomic
@@ -12,11 +14,24 @@ def organization_create(*, user: User, name: str, is_personal: bool = False) -> 
     name = name.strip()
     if not name:
         raise AccountsError("An organization needs a name.")
+    # Locking the person serializes their concurrent creations, so the cap counts them all.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    limit = settings.ACCOUNTS_MAX_OWNED_ORGANIZATIONS
+    if Membership.objects.filter(user=user, role=Role.OWNER).count() >= limit:
+        raise AccountsError(
+            f"You already own {limit} organizations, the most one person can own. Make "
+            "someone else the owner of one you no longer run, or invite your team into an "
+            "existing one.",
+            code="organization_limit",
+        )
     org = Organization.objects.create(name=name[:100], is_personal=is_personal, created_by=user)
     Membership.objects.create(organization=org, user=user, role=Role.OWNER)
     audit_log_record(
         organization=org, actor=user, action=AuditLog.Action.ORG_CREATED, target=org.name
     )
+    # The first organization of a verified person carries their free credit; any later one
+    # starts at $0 (billing grants once per person).
+    free_credit_claim(user=user, organization=org)
     return org
 
 

@@ -4,6 +4,7 @@ from allauth.account.models import EmailAddress
 from django.db import transaction
 
 from accounts.models import Organization, User
+from accounts.services.free_credit import free_credit_claim
 from accounts.services.organizations import organization_create
 
 
@@ -18,6 +19,13 @@ def user_signed_up(*, user: User) -> Organization:
 
 
 @transaction.atomic
+def user_email_verified(*, user: User) -> bool:
+    """An address of the person was verified (by link, code, password reset or staff): their
+    first organization gets the free starting credit now if it hasn't yet."""
+    return free_credit_claim(user=user)
+
+
+@transaction.atomic
 def user_get_or_create_verified(*, email: str) -> tuple[User, bool]:
     """For self-hosters' scripts: the address is taken as verified, the password left unusable
     (the person sets one through "forgot password")."""
@@ -29,4 +37,5 @@ def user_get_or_create_verified(*, email: str) -> tuple[User, bool]:
     EmailAddress.objects.update_or_create(
         user=user, email=user.email, defaults={"verified": True, "primary": True}
     )
+    user_email_verified(user=user)
     return user, created

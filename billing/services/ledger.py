@@ -23,8 +23,12 @@ logger = logging.getLogger(__name__)
 
 Kind = LedgerEntry.Kind
 
-# Each grant of a plan's free credit is posted under this reference: once per organization.
-SIGNUP_GRANT_REFERENCE = "grant:signup:{organization_id}"
+# The plan's free starting credit is posted under this reference: the person, not the
+# organization, so the unique reference makes it once per person, however many organizations
+# they create, leave or race to create.
+FREE_GRANT_REFERENCE = "free-grant:user:{user_id}"
+# Before that, every organization got its own grant on first use under this reference.
+_LEGACY_GRANT_PREFIX = "grant:signup:"
 
 
 def _check_amount(kind: str, amount_nanousd: int) -> None:
@@ -103,28 +107,53 @@ def _ensure_account(organization_id: uuid.UUID | str) -> BillingAccount:
         return account
     plan = _default_plan()
     with transaction.atomic():
-        account, created = BillingAccount.objects.select_related("plan").get_or_create(
+        account, _ = BillingAccount.objects.select_related("plan").get_or_create(
             organization_id=organization_id,
             defaults={"plan": plan, "monthly_limit_nanousd": plan.default_monthly_limit_nanousd},
         )
-        if created and plan.free_grant_nanousd > 0:
-            ledger_post(
-                organization=Organization(id=organization_id),
-                kind=Kind.GRANT,
-                amount_nanousd=plan.free_grant_nanousd,
-                reference=SIGNUP_GRANT_REFERENCE.format(organization_id=organization_id),
-                description=f"Free starting credit ({plan.name})",
-                metadata={"plan": plan.slug},
-            )
-            account.refresh_from_db()
     return account
 
 
 @transaction.atomic
 def billing_account_for(*, organization: Organization) -> BillingAccount:
-    """The organization's billing account. The first call creates it on the default plan and
-    posts the plan's free grant (once per organization, whatever happens later)."""
+    """The organization's billing account. The first call creates it on the default plan, at
+    $0: free credit comes only from `free_credit_grant`."""
     return _ensure_account(organization.id)
+
+
+@transaction.atomic
+def free_credit_grant(*, organization: Organization, user_id: uuid.UUID | str | int) -> bool:
+    """Post the plan's free starting credit to `organization` for the person `user_id`, once
+    per person ever (accounts decides who qualifies: a verified address, their first
+    organization). Returns whether this call granted it.
+
+    Race-safe: the reference names the person, and the ledger's unique reference lets only one
+    of two concurrent grants in; the other finds it taken and grants nothing."""
+    account = _ensure_account(organization.id)
+    amount = account.plan.free_grant_nanousd
+    if amount <= 0:
+        return False
+    reference = FREE_GRANT_REFERENCE.format(user_id=user_id)
+    if LedgerEntry.objects.filter(reference=reference).exists():
+        return False
+    theirs = Organization.objects.filter(created_by_id=user_id).values_list("id", flat=True)
+    legacy = [f"{_LEGACY_GRANT_PREFIX}{org_id}" for org_id in theirs]
+    if LedgerEntry.objects.filter(reference__in=legacy).exists():
+        return False  # had one under the old per-organization grant
+    try:
+        _, created = ledger_post(
+            organization=organization,
+            kind=Kind.GRANT,
+            amount_nanousd=amount,
+            reference=reference,
+            description=f"Free starting credit ({account.plan.name})",
+            metadata={"plan": account.plan.slug, "user": str(user_id)},
+        )
+    except BillingError as error:
+        if error.code != "conflict":
+            raise
+        return False  # a concurrent request granted it to another organization first
+    return created
 
 
 @transaction.atomic

@@ -177,7 +177,12 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password_from_key": "20/m/ip",
     "change_password": "5/m/user",
     "manage_email": "10/m/user",
+    # Ours, through allauth's limiter (accounts.views.organization_create).
+    "create_organization": env("LLMAPI_ORG_CREATE_RATE", default="3/m/user,20/d/user"),
 }
+# How many organizations one person may own; the free starting credit comes once per person
+# whatever the number, this bounds the rest (each organization is a tenant to keep).
+ACCOUNTS_MAX_OWNED_ORGANIZATIONS = env.int("LLMAPI_MAX_OWNED_ORGANIZATIONS", default=5)
 # https://docs.allauth.org/en/latest/mfa/configuration.html
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = SITE_NAME

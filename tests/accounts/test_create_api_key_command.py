@@ -92,3 +92,12 @@ def test_a_role_that_cannot_create_keys_is_refused(alice):
     with pytest.raises(CommandError, match="can't create keys"):
         _run(email="vic@example.com", org="Acme", name="k")
     assert not APIKey.objects.exists()
+
+
+def test_a_scripted_person_gets_the_free_credit_once():
+    from billing.models import LedgerEntry
+
+    _run(email="ops@example.com", org="Ops", name="deploy")
+    _run(email="ops@example.com", org="Staging", name="deploy")
+    grants = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.GRANT)
+    assert [g.organization.name for g in grants] == ["Ops"]

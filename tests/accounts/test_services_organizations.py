@@ -37,6 +37,22 @@ def test_an_organization_needs_a_name(db):
     assert not Organization.objects.exists()
 
 
+def test_the_cap_on_owned_organizations_holds_for_every_caller(db, settings):
+    """The page, the create_api_key command and anything else go through the service."""
+    settings.ACCOUNTS_MAX_OWNED_ORGANIZATIONS = 2
+    user = UserFactory()
+    services.organization_create(user=user, name="One")
+    services.organization_create(user=user, name="Two")
+    with pytest.raises(AccountsError) as refused:
+        services.organization_create(user=user, name="Three")
+    assert refused.value.code == "organization_limit"
+    # Being a member (not the owner) of others' organizations doesn't count.
+    elsewhere = services.organization_create(user=UserFactory(), name="Elsewhere")
+    Membership.objects.filter(organization__name="One").update(role=Role.ADMIN)
+    Membership.objects.create(organization=elsewhere, user=user, role=Role.DEVELOPER)
+    assert services.organization_create(user=user, name="Three").name == "Three"
+
+
 def test_a_signed_up_user_gets_a_personal_organization_they_own(db):
     user = UserFactory(email="dana@example.com")
     org = services.user_signed_up(user=user)

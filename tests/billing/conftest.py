@@ -17,10 +17,12 @@ import redis
 from asgiref.sync import async_to_sync
 
 import billing.holds
+from accounts import services as account_services
+from accounts.models import Organization
 from billing.holds import HoldStore, InProcessHoldStore, RedisHoldStore, org_snapshots
 from billing.models import LedgerEntry
-from billing.services import billing_account_for, ledger_post
-from tests.factories import OrganizationFactory
+from billing.services import ledger_post
+from tests.factories import UserFactory
 
 REDIS_URL = os.environ.get("BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 CLOSED_PORT_URL = "redis://127.0.0.1:6391/0"
@@ -79,12 +81,17 @@ def call(store: HoldStore | None, fn: Callable[..., Any], /, **kwargs: Any) -> A
     return async_to_sync(go)()
 
 
+def first_organization() -> Organization:
+    """A verified person's first organization: on the default (prepaid) plan, with the $1 of
+    free starting credit that comes once per person."""
+    return account_services.organization_create(user=UserFactory(), name="First organization")
+
+
 @pytest.fixture
 def org(db):
-    """An organization on the default (prepaid) plan with its $1 free grant spent down to a
+    """An organization on the default (prepaid) plan with its $1 free grant topped up to a
     known balance: exactly $10 of credit."""
-    organization = OrganizationFactory()
-    billing_account_for(organization=organization)
+    organization = first_organization()
     ledger_post(
         organization=organization,
         kind=LedgerEntry.Kind.TOPUP,

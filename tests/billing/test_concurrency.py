@@ -36,9 +36,15 @@ from billing.holds import (
 from billing.holds.store import BALANCE, Part
 from billing.models import LedgerEntry
 from billing.periods import TOTAL, period_bounds
-from billing.services import billing_account_for, billing_account_set_monthly_limit, ledger_post
-from tests.billing.conftest import CENT, REDIS_URL, USD, delete_prefix, redis_store
-from tests.factories import OrganizationFactory
+from billing.services import billing_account_set_monthly_limit, ledger_post
+from tests.billing.conftest import (
+    CENT,
+    REDIS_URL,
+    USD,
+    delete_prefix,
+    first_organization,
+    redis_store,
+)
 
 N = 20
 PRICE = 7 * CENT + 3  # an odd amount: no rounding luck
@@ -48,8 +54,7 @@ PRICE = 7 * CENT + 3  # an odd amount: no rounding luck
 def funded(transactional_db, request):
     """An organization whose binding limit allows exactly N requests of PRICE."""
     binding = request.param
-    org = OrganizationFactory()
-    billing_account_for(organization=org)  # $1 free grant
+    org = first_organization()  # $1 free grant
     key_limit = None
     if binding == "balance":
         # Credits for exactly N requests: top up to N × PRICE.

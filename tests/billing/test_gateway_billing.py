@@ -30,7 +30,7 @@ def _chat(base_url, secret, **extra):
 
 def test_each_generation_is_billed_once_at_its_real_cost(gateway, alice):
     base_url, secret = gateway
-    services.billing_account_for(organization=alice.org)  # with its free starting grant
+    services.billing_account_for(organization=alice.org)  # alice's first: $1 free grant
     before = selectors.ledger_sum(organization=alice.org)
     replies = [_chat(base_url, secret).json() for _ in range(3)]
     services.usage_flush()

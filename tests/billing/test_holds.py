@@ -382,11 +382,9 @@ def test_the_in_process_store_flushes_by_itself(transactional_db, settings):
     writes settled usage within BILLING_USAGE_FLUSH_SECONDS, with no further request."""
     import time
 
-    from billing.services import billing_account_for
-    from tests.factories import OrganizationFactory
+    from tests.billing.conftest import first_organization
 
-    organization = OrganizationFactory()
-    billing_account_for(organization=organization)
+    organization = first_organization()
     settings.BILLING_USAGE_FLUSH_SECONDS = 0.05
     store = InProcessHoldStore()
     hold = gen_id()

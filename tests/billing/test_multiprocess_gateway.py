@@ -183,7 +183,7 @@ def store(prefix, settings):
 def ready(sim, alice):
     catalog_load()
     catalog.invalidate()
-    services.billing_account_for(organization=alice.org)  # its free starting grant
+    services.billing_account_for(organization=alice.org)  # alice's first: $1 free grant
     org_snapshots.clear_local()
     return alice
 

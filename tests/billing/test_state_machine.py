@@ -49,9 +49,8 @@ from billing.holds import (
 )
 from billing.holds.store import UsageRecord
 from billing.models import LedgerEntry
-from billing.services import billing_account_for, ledger_post, usage_entries_write
-from tests.billing.conftest import CENT, USD, call
-from tests.factories import OrganizationFactory
+from billing.services import ledger_post, usage_entries_write
+from tests.billing.conftest import CENT, USD, call, first_organization
 
 ESTIMATION_ERROR = 3 * CENT
 amounts = st.integers(min_value=0, max_value=3 * USD)
@@ -65,8 +64,7 @@ class MoneyMachine(RuleBasedStateMachine):
     @initialize()
     def open_account(self):
         self.store = InProcessHoldStore(auto_flush=False)
-        self.org = OrganizationFactory()
-        billing_account_for(organization=self.org)  # the $1 free grant
+        self.org = first_organization()  # with the $1 free grant
         self.now = timezone.now()
         self.credits = USD
         self.spent = 0

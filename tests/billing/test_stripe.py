@@ -120,7 +120,7 @@ def test_the_buy_button_redirects_to_checkout_and_the_success_page_credits_nothi
     mock_customer(stripe_on)
     mock_checkout(stripe_on)
     client = login(alice.user)
-    services.billing_account_for(organization=alice.org)  # with its free starting grant
+    services.billing_account_for(organization=alice.org)  # alice's first: $1 free grant
     before = selectors.ledger_sum(organization=alice.org)
     response = client.post(f"/o/{alice.org.id}/billing/buy", {"custom": "12.50"})
     assert response.status_code == 302
@@ -385,7 +385,7 @@ def test_the_billing_page_query_count_does_not_grow_with_keys(
         )
     client = login(alice.user)
     client.get(f"/o/{alice.org.id}/billing/")
-    with django_assert_max_num_queries(17):  # one of them: open payment disputes
+    with django_assert_max_num_queries(18):  # two of them: open disputes, ever funded
         response = client.get(f"/o/{alice.org.id}/billing/")
     assert response.content.count(b'aria-label="Used"') == 5
 
