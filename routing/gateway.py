@@ -257,7 +257,11 @@ async def hold(admission: Admission) -> None:
             result.message or "This request doesn't fit your credit or spend limits.",
             code=code,
             headers=admission.headers,
-            metadata={"limit": result.refused_by, "requested_nanousd": amount},
+            metadata={
+                "limit": result.refused_by,
+                "requested_nanousd": amount,
+                **({"ended_as": result.ended_as} if result.ended_as else {}),
+            },
         )
     admission.held_nanousd = amount
 

@@ -94,7 +94,7 @@ class HoldResult:
     hold_id: str
     amount_nanousd: int
     # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" when refused, or
-    # "hold_id_used" for a hold id that already ended (its generation was billed).
+    # "hold_id_used" for a hold id that already ended (see ended_as).
     refused_by: str | None = None
     message: str = ""
     # What is left on each limit after this hold (before it, when refused); None when that
@@ -102,6 +102,9 @@ class HoldResult:
     key_remaining_nanousd: int | None = None
     org_remaining_nanousd: int | None = None
     balance_remaining_nanousd: int | None = None
+    # How an already used hold id ended: "settled" (its generation was billed), "released"
+    # or "expired" (nothing was billed under it; a re-run needs a new id and pays).
+    ended_as: str | None = None
 
 
 def usd(nano: int) -> str:
@@ -238,6 +241,7 @@ async def hold_place(
             amount_nanousd=amount_nanousd,
             message="" if outcome.dup_state == "held" else "This hold id was already used.",
             refused_by=None if outcome.dup_state == "held" else "hold_id_used",
+            ended_as=None if outcome.dup_state == "held" else outcome.dup_state,
         )
     allowed = outcome.status == "ok"
     remaining: dict[str, int | None] = {KEY: None, ORG: None, BALANCE: None}
