@@ -131,8 +131,10 @@ class Worker:
 
 
 @pytest.fixture
-def worker(sim, tmp_path) -> Iterator[Worker]:
+def worker(sim, tmp_path, settings) -> Iterator[Worker]:
+    # Holds and queued usage in Redis under a prefix of this test's, shared with the worker.
     prefix = f"batchattack:{os.getpid()}:{time.monotonic_ns()}"
+    settings.REDIS_URL = _redis_url()
     billing.holds._store = RedisHoldStore(_redis_url(), prefix=prefix)
     started = Worker(simulator_url=sim.url, prefix=prefix, log=tmp_path / "worker.log")
     yield started
