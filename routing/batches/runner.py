@@ -350,8 +350,11 @@ async def _run_chunk(
     try:
         _, pending = await asyncio.wait(tasks, timeout=budget.until_cut())
     except BaseException:
+        # This runner is being stopped. An item cancelled already (asyncio.run cancels every
+        # task at once) is not cancelled again: that would cut its billing short.
         for task in tasks:
-            task.cancel()
+            if not task.done() and not task.cancelling():
+                task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     if pending:

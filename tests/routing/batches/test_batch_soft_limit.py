@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import services
+from billing.holds import holds_release_expired
 from billing.models import LedgerEntry
 from routing.batches.models import Batch, BatchItem
 from routing.batches.tasks import batch_run
@@ -37,19 +38,7 @@ batch_run({batch_id!r})
 """
 
 
-def test_soft_time_limit_mid_call_bills_the_calls_and_reruns_billed(
-    openai_client,
-    sim,
-    alice,
-    shared_store,  # noqa: F811
-):
-    for slug in HERO_PROVIDERS:
-        sim.set(slug, latency_ms=20_000)
-    batch = openai_client.batches.create(
-        input_file_id=upload(openai_client, [line(f"r{i}", f"cut {i}") for i in range(4)]),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
-    )
+def _start_runner(batch_id: str, sim, prefix: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
@@ -58,49 +47,105 @@ def test_soft_time_limit_mid_call_bills_the_calls_and_reruns_billed(
         "LLMAPI_API_KEY_PEPPER": settings.API_KEY_PEPPER,
         "LLMAPI_SIMULATOR_URL": sim.url,
         "LLMAPI_FORCE_SIMULATOR": "true",
-        "LLMAPI_BILLING_REDIS_PREFIX": shared_store,
+        "LLMAPI_BILLING_REDIS_PREFIX": prefix,
     }
-    runner = subprocess.Popen(
-        [sys.executable, "-c", RUNNER.format(batch_id=batch.id)],
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER.format(batch_id=batch_id)],
         cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def _stop_when_upstream(runner: subprocess.Popen, sim, calls: int, sig: int) -> str:
+    """Send `sig` to the runner once `calls` calls are upstream; returns its stderr."""
     try:
         deadline = time.monotonic() + 60
-        while upstream_requests(sim) < 4:  # every call is upstream
+        while upstream_requests(sim) < calls:
             assert runner.poll() is None, runner.stderr.read().decode(errors="replace")
             assert time.monotonic() < deadline, "the runner made no call"
             time.sleep(0.05)
-        runner.send_signal(signal.SIGUSR1)  # the soft time limit
+        runner.send_signal(sig)
         runner.wait(timeout=15)
-        stderr = runner.stderr.read().decode(errors="replace")
+        return runner.stderr.read().decode(errors="replace")
     finally:
         if runner.poll() is None:
             runner.kill()
         runner.stderr.close()
-    assert "SoftTimeLimitExceeded" in stderr
 
+
+def _next_runner(batch_id: str, sim) -> None:
+    """The sweep's next runner, once whatever leases the stopped one left have run out."""
     for slug in HERO_PROVIDERS:
         sim.set(slug, latency_ms=0)
-    # The sweep's next runner, once whatever leases the stopped one left have run out.
     past = timezone.now() - timedelta(seconds=1)
-    Batch.objects.filter(pk=batch.id).update(runner_lease_until=past)
-    BatchItem.objects.filter(batch_id=batch.id, status="running").update(lease_until=past)
-    assert batch_run(batch.id) == "completed"
+    Batch.objects.filter(pk=batch_id).update(runner_lease_until=past)
+    BatchItem.objects.filter(batch_id=batch_id, status="running").update(lease_until=past)
+    assert batch_run(batch_id) == "completed"
 
+
+def _charges_after_items_billed_once(org, batch_id: str) -> dict[str, int]:
+    """Checks every served item is billed once at its cost; returns the other charges."""
     services.usage_flush()
     charges = dict(
-        LedgerEntry.objects.filter(organization=alice.org, kind="usage").values_list(
+        LedgerEntry.objects.filter(organization=org, kind="usage").values_list(
             "reference", "amount_nanousd"
         )
     )
-    items = list(BatchItem.objects.filter(batch_id=batch.id))
+    items = list(BatchItem.objects.filter(batch_id=batch_id))
     free = [i.custom_id for i in items if i.cost_nanousd <= 0]
     assert free == [], f"{len(free)} of {len(items)} items served for $0"
-    for item in items:  # each served item billed once, at its cost
+    for item in items:
         assert charges.pop(item.generation_id) == -item.cost_nanousd
+    return charges
+
+
+def _slow_batch(openai_client, sim, count: int) -> str:
+    for slug in HERO_PROVIDERS:
+        sim.set(slug, latency_ms=20_000)
+    return openai_client.batches.create(
+        input_file_id=upload(openai_client, [line(f"r{i}", f"cut {i}") for i in range(count)]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    ).id
+
+
+def test_soft_time_limit_mid_call_bills_the_calls_and_reruns_billed(
+    openai_client,
+    sim,
+    alice,
+    shared_store,  # noqa: F811
+):
+    """Before: the 4 cut calls' holds were released ($0) and the items re-ran free (4 of 4
+    items served for $0)."""
+    batch_id = _slow_batch(openai_client, sim, 4)
+    runner = _start_runner(batch_id, sim, shared_store)
+    stderr = _stop_when_upstream(runner, sim, 4, signal.SIGUSR1)  # the soft time limit
+    assert "SoftTimeLimitExceeded" in stderr
+    _next_runner(batch_id, sim)
+
+    cut = _charges_after_items_billed_once(alice.org, batch_id)
     # The 4 calls cut by the soft limit reached the provider: each is billed, none released.
-    assert len(charges) == 4 == upstream_requests(sim) - len(items)
-    assert all(amount < 0 for amount in charges.values()), charges
+    assert len(cut) == 4 == upstream_requests(sim) - 4
+    assert all(amount < 0 for amount in cut.values()), cut
+
+
+def test_a_hold_that_expired_under_a_dead_runner_is_not_taken_for_billed(
+    openai_client,
+    sim,
+    alice,
+    shared_store,  # noqa: F811
+):
+    """A runner killed outright (SIGKILL) mid-call can bill nothing; its holds expire and
+    the periodic job releases them. The next runner must not take those hold ids for
+    "already billed": it serves the items under new ids, billed in full. Before: 4 of 4
+    items served for $0."""
+    batch_id = _slow_batch(openai_client, sim, 4)
+    runner = _start_runner(batch_id, sim, shared_store)
+    _stop_when_upstream(runner, sim, 4, signal.SIGKILL)
+    later = timezone.now() + timedelta(seconds=settings.BILLING_HOLD_TTL_SECONDS + 1)
+    assert holds_release_expired(now=later) == 4
+    _next_runner(batch_id, sim)
+
+    assert _charges_after_items_billed_once(alice.org, batch_id) == {}
