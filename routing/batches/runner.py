@@ -136,7 +136,6 @@ class _Attempt:
     generation_id: str = ""
     admission: gateway.Admission | None = None
     body: dict[str, Any] = field(default_factory=dict)
-    endpoint: str = ""
     free: bool = False
     held: bool = False  # a hold was placed: the call may have reached a provider
     done: bool = False  # the call finished and settled its hold itself
@@ -234,18 +233,9 @@ async def _cut_short(key, batch: Batch, item: dict[str, Any], attempt: _Attempt)
     the gateway settled it changes nothing) and the item runs again under its next attempt
     number; one that never held anything simply goes back to the queue."""
     if attempt.held and not attempt.done:
-        try:
-            cost = await _interrupted_charge(attempt)
-        except Exception:
-            logger.exception("could not price the interrupted call %s", attempt.generation_id)
-            cost = 0
-        await billing.hold_settle(
-            hold_id=attempt.generation_id,
-            actual_nanousd=cost,
-            organization_id=batch.organization_id,
-            key_id=key.key_id,
-            description="Batch request interrupted",
-        )
+        # The item first, then the hold: should the settle fail, the hold stays released
+        # (the prompt goes unbilled); the other way round, a lost item update would have
+        # the next runner take the settled hold for the whole answer and run the item free.
         if item["attempts"] + 1 >= settings.BATCH_MAX_ATTEMPTS:
             error = {"code": "timeout", "message": "The provider did not answer in time."}
             await db(
@@ -260,6 +250,18 @@ async def _cut_short(key, batch: Batch, item: dict[str, Any], attempt: _Attempt)
             )
         else:
             await db(services.item_retry_later, item_id=item["id"], delay_seconds=0)
+        try:
+            cost = await _interrupted_charge(attempt)
+        except Exception:
+            logger.exception("could not price the interrupted call %s", attempt.generation_id)
+            cost = 0
+        await billing.hold_settle(
+            hold_id=attempt.generation_id,
+            actual_nanousd=cost,
+            organization_id=batch.organization_id,
+            key_id=key.key_id,
+            description="Batch request interrupted",
+        )
         return
     # Not started, or finished and billed before its answer could be saved (the re-run
     # finds the settled hold and runs free).
@@ -273,7 +275,7 @@ def _error(error: GatewayError) -> dict[str, Any]:
 async def _run_item(
     key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore, budget: Budget
 ) -> Outcome:
-    attempt = _Attempt(body=item["body"], endpoint=batch.endpoint)
+    attempt = _Attempt(body=item["body"])
     try:
         return await _run_item_now(key, batch, item, slots, budget, attempt)
     except BaseException:
