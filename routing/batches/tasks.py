@@ -24,11 +24,12 @@ TIME_LIMIT = SOFT_TIME_LIMIT + 30
 
 def runner_budget(soft_time_limit: float | None) -> Budget:
     """Start items for BATCH_RUN_SECONDS, then let the calls in flight finish for
-    BATCH_DRAIN_SECONDS; both shrink to fit under a shorter soft time limit (a tenth of it,
-    up to 10 s, is left to write down the items that were cut short)."""
+    BATCH_DRAIN_SECONDS; both shrink to fit under a shorter soft time limit, leaving a fifth
+    of it (1 to 10 s) to write down the items cut short and hand over."""
     run, drain = settings.BATCH_RUN_SECONDS, settings.BATCH_DRAIN_SECONDS
     if soft_time_limit:
-        usable = soft_time_limit - min(soft_time_limit / 10, 10.0)
+        margin = min(max(soft_time_limit / 5, 1.0), 10.0)
+        usable = max(soft_time_limit - margin, soft_time_limit / 2)
         drain = min(drain, usable / 2)
         run = min(run, usable - drain)
     return Budget.starting_now(run_seconds=run, drain_seconds=drain)

@@ -161,7 +161,7 @@ def test_runner_within_its_budget_bills_every_item_once(openai_client, sim, alic
     """32 calls of 0.5 s, 4 at a time, take longer than one runner may live (3 s): each
     runner stops starting items in time, lets its calls finish, and hands over to the next.
     Before: the soft limit cut the runner mid-call, the holds were released, and the re-run
-    served those items for $0 (8 of 32 items served free here)."""
+    served those items for $0 (4 of 32 items served free here)."""
     for slug in HERO_PROVIDERS:
         sim.set(slug, latency_ms=500)
     batch = openai_client.batches.create(
@@ -180,10 +180,16 @@ def test_runner_within_its_budget_bills_every_item_once(openai_client, sim, alic
     charges = usage_charges(alice.org)
     free = [i.custom_id for i in items if i.cost_nanousd <= 0]
     assert free == [], f"{len(free)} of {len(items)} items served for $0"
-    # Every item served is billed exactly once, at the cost it reports.
-    assert {i.generation_id: i.cost_nanousd for i in items} == charges
-    assert sum(charges.values()) == sum(i.cost_nanousd for i in items) == done.cost_nanousd
-    assert upstream_requests(sim) == len(items)  # no call was cut short or repeated
+    # Every item served is billed exactly once, at the cost it reports, and the batch's
+    # total is the sum of its items.
+    for item in items:
+        assert charges.pop(item.generation_id) == item.cost_nanousd
+    assert done.cost_nanousd == sum(i.cost_nanousd for i in items)
+    # Nothing else was billed but calls cut short at a runner's end (none unless the machine
+    # is too slow for a 0.5 s call to finish within the drain): each reached the provider.
+    assert len(charges) == upstream_requests(sim) - len(items)
+    assert all(cost > 0 for cost in charges.values()), charges
+    # No runner was stopped by the soft limit: each left within its budget.
     assert "SoftTimeLimitExceeded" not in worker.output()
     assert services.get_hold_store().usage_pending() == 0
 
@@ -217,17 +223,12 @@ def test_calls_cut_short_are_billed_and_their_items_rerun_billed(openai_client, 
     charges = usage_charges(alice.org)
     free = [i.custom_id for i in items if i.cost_nanousd <= 0]
     assert free == [], f"{len(free)} of {len(items)} items served for $0"
-    for item in items:
-        assert charges.get(item.generation_id) == item.cost_nanousd
+    for item in items:  # each served item billed once, at its cost
+        assert charges.pop(item.generation_id) == item.cost_nanousd
     assert done.cost_nanousd == sum(i.cost_nanousd for i in items)
-    cut = {ref: cost for ref, cost in charges.items() if ref not in done_ids(items)}
-    # Every call that reached the provider was billed once: the served ones in full, the
-    # ones cut short at least for their prompt.
-    assert len(charges) == upstream_requests(sim)
-    assert len(cut) >= 4
-    assert all(cost > 0 for cost in cut.values()), cut
-    assert sum(charges.values()) == done.cost_nanousd + sum(cut.values())
-
-
-def done_ids(items: list[BatchItem]) -> set[str]:
-    return {i.generation_id for i in items}
+    # The calls cut short (each of the first 4, maybe again while the provider stayed slow)
+    # reached the provider: each is billed at least its prompt, none released.
+    assert len(charges) == upstream_requests(sim) - len(items) >= 4
+    assert all(cost > 0 for cost in charges.values()), charges
+    # The runner cut them itself, within its budget, before the soft limit would have.
+    assert "SoftTimeLimitExceeded" not in worker.output()
