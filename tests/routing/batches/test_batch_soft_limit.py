@@ -24,9 +24,29 @@ from routing.batches.models import Batch, BatchItem
 from routing.batches.tasks import batch_run
 from tests.billing.test_multiprocess_gateway import HERO_PROVIDERS, _database_url, _redis_url
 from tests.routing.batches.test_batch_worker_killed import shared_store  # noqa: F401
-from tests.routing.batches.test_batches_api import line, upload, upstream_requests
+from tests.routing.batches.test_batches_api import line, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+EMBEDDING_PROVIDERS = ("openai", "openrouter")
+
+
+def embedding_line(custom_id: str, text: str) -> dict:
+    # Long enough to cost something: ~1,000 tokens at $0.02-0.022 per million.
+    body = {"model": "text-embedding-3-small", "input": f"{text} " + "word " * 800}
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}
+
+
+# endpoint -> (the providers that serve it, a line for it)
+KINDS = {
+    "/v1/chat/completions": (HERO_PROVIDERS, line),
+    "/v1/embeddings": (EMBEDDING_PROVIDERS, embedding_line),
+}
+
+
+def upstream_requests(sim) -> int:
+    return sum(sim.stats(slug)["requests"] for slug in HERO_PROVIDERS + EMBEDDING_PROVIDERS)
+
 
 RUNNER = """
 import signal, django
@@ -77,7 +97,7 @@ def _stop_when_upstream(runner: subprocess.Popen, sim, calls: int, sig: int) -> 
 
 def _next_runner(batch_id: str, sim) -> None:
     """The sweep's next runner, once whatever leases the stopped one left have run out."""
-    for slug in HERO_PROVIDERS:
+    for slug in HERO_PROVIDERS + EMBEDDING_PROVIDERS:
         sim.set(slug, latency_ms=0)
     past = timezone.now() - timedelta(seconds=1)
     Batch.objects.filter(pk=batch_id).update(runner_lease_until=past)
@@ -101,25 +121,27 @@ def _charges_after_items_billed_once(org, batch_id: str) -> dict[str, int]:
     return charges
 
 
-def _slow_batch(openai_client, sim, count: int) -> str:
-    for slug in HERO_PROVIDERS:
+def _slow_batch(openai_client, sim, count: int, endpoint: str = "/v1/chat/completions") -> str:
+    providers, make_line = KINDS[endpoint]
+    for slug in providers:
         sim.set(slug, latency_ms=20_000)
+    lines = [make_line(f"r{i}", f"cut {i}") for i in range(count)]
     return openai_client.batches.create(
-        input_file_id=upload(openai_client, [line(f"r{i}", f"cut {i}") for i in range(count)]),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
+        input_file_id=upload(openai_client, lines), endpoint=endpoint, completion_window="24h"
     ).id
 
 
+@pytest.mark.parametrize("endpoint", list(KINDS))
 def test_soft_time_limit_mid_call_bills_the_calls_and_reruns_billed(
     openai_client,
     sim,
     alice,
     shared_store,  # noqa: F811
+    endpoint,
 ):
     """Before: the 4 cut calls' holds were released ($0) and the items re-ran free (4 of 4
     items served for $0)."""
-    batch_id = _slow_batch(openai_client, sim, 4)
+    batch_id = _slow_batch(openai_client, sim, 4, endpoint)
     runner = _start_runner(batch_id, sim, shared_store)
     stderr = _stop_when_upstream(runner, sim, 4, signal.SIGUSR1)  # the soft time limit
     assert "SoftTimeLimitExceeded" in stderr
