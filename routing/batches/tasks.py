@@ -30,8 +30,9 @@ def runner_budget(soft_time_limit: float | None) -> Budget:
     if soft_time_limit:
         margin = min(max(soft_time_limit / 5, 1.0), 10.0)
         usable = max(soft_time_limit - margin, soft_time_limit / 2)
-        drain = min(drain, usable / 2)
-        run = min(run, usable - drain)
+        if run + drain > usable:
+            drain = min(drain, usable / 2)
+            run = min(run, usable - drain)
     return Budget.starting_now(run_seconds=run, drain_seconds=drain)
 
 
