@@ -386,7 +386,11 @@ def _refusal(admission: Admission, result: billing.HoldResult, amount: int) -> G
         result.message or "This request doesn't fit your credit or spend limits.",
         code=code,
         headers=admission.headers,
-        metadata={"limit": result.refused_by, "requested_nanousd": amount},
+        metadata={
+            "limit": result.refused_by,
+            "requested_nanousd": amount,
+            **({"ended_as": result.ended_as} if result.ended_as else {}),
+        },
     )
 
 

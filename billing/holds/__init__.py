@@ -99,7 +99,7 @@ class HoldResult:
     amount_nanousd: int
     # "insufficient_quota" | "key_spend_limit" | "org_spend_limit" | "account_suspended" when
     # refused, "too_many_in_flight" when the organization's requests in flight are at its
-    # plan's cap, or "hold_id_used" for a hold id that already ended (its generation was billed).
+    # plan's cap, or "hold_id_used" for a hold id that already ended (see ended_as).
     refused_by: str | None = None
     message: str = ""
     # What is left on each limit after this hold (before it, when refused); None when that
@@ -107,6 +107,9 @@ class HoldResult:
     key_remaining_nanousd: int | None = None
     org_remaining_nanousd: int | None = None
     balance_remaining_nanousd: int | None = None
+    # How an already used hold id ended: "settled" (its generation was billed), "released"
+    # or "expired" (nothing was billed under it; a re-run needs a new id and pays).
+    ended_as: str | None = None
 
 
 def usd(nano: int) -> str:
@@ -265,6 +268,7 @@ async def hold_place(
             amount_nanousd=amount_nanousd,
             message="" if outcome.dup_state == "held" else "This hold id was already used.",
             refused_by=None if outcome.dup_state == "held" else "hold_id_used",
+            ended_as=None if outcome.dup_state == "held" else outcome.dup_state,
         )
     if outcome.status == "busy":
         return HoldResult(

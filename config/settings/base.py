@@ -383,6 +383,12 @@ BATCH_MAX_ATTEMPTS = env.int("LLMAPI_BATCH_MAX_ATTEMPTS", default=3)
 BATCH_RETRY_BASE_SECONDS = env.float("LLMAPI_BATCH_RETRY_BASE_SECONDS", default=2.0)
 BATCH_LEASE_SECONDS = env.float("LLMAPI_BATCH_LEASE_SECONDS", default=120.0)
 BATCH_CLAIM_SIZE = env.int("LLMAPI_BATCH_CLAIM_SIZE", default=64)
+# A runner starts items for BATCH_RUN_SECONDS, lets the calls in flight finish for up to
+# BATCH_DRAIN_SECONDS (calls still running then are billed their prompt and run again), then
+# hands the batch to a new runner. The drain fits one attempt's timeout; run + drain stays
+# under the lease, so no second runner takes items that are still upstream.
+BATCH_RUN_SECONDS = env.float("LLMAPI_BATCH_RUN_SECONDS", default=45.0)
+BATCH_DRAIN_SECONDS = env.float("LLMAPI_BATCH_DRAIN_SECONDS", default=ROUTING_ATTEMPT_TIMEOUT)
 # Start a batch on a worker as soon as it is created (tests start it themselves).
 BATCH_DISPATCH = env.bool("LLMAPI_BATCH_DISPATCH", default=True)
 # Where files live: a STORAGES alias (set STORAGES["batches"] to an S3-compatible backend).

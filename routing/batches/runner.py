@@ -4,27 +4,39 @@ health, prices, holds and settlement), concurrently under caps, with durable pro
 A runner holds the batch under a lease it renews; items are claimed in chunks under leases of
 their own. A runner that dies (kill -9) leaves leases that run out: the sweep starts a new
 runner, which takes back the expired items. Finished items are never run again.
+
+A runner works within a time budget (Budget) rather than until Celery's soft time limit cuts it
+wherever it is: past the budget it starts no item (claimed ones go back to the queue), gives the
+calls in flight a drain period, and leaves the rest to its successor. A call cut short, by the
+drain's end or by the soft limit all the same, may have run upstream: its hold is billed for at
+least the prompt, and the item runs again under a new generation id, billed in full.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 
 from accounts.selectors import KeyRejected, api_key_authenticated_by_id
+from billing import services as billing
 from config.db import run_db
 from routing import gateway
 from routing.batches import live, services
 from routing.batches.models import Batch
 from routing.errors import GatewayError
-from routing.pricing import nano_to_usd
+from routing.pricing import cost_nanousd, nano_to_usd
+from routing.providers.base import Usage
+from routing.snapshot import catalog
+from routing.tokens import estimate_embedding_tokens
 from routing.validation import parse_chat, parse_embeddings
 
 logger = logging.getLogger(__name__)
@@ -96,65 +108,208 @@ class Outcome:
     paused: str = ""  # set when the batch must wait (credit, spend limit)
 
 
+@dataclass
+class Budget:
+    """A runner's time, on the monotonic clock: no item starts after `stop_at`; calls still
+    in flight at `cut_at` are cut short. `ran_out` says the runner left work for the next."""
+
+    stop_at: float = math.inf
+    cut_at: float = math.inf
+    ran_out: bool = False
+
+    @classmethod
+    def starting_now(cls, *, run_seconds: float, drain_seconds: float) -> Budget:
+        now = time.monotonic()
+        return cls(stop_at=now + run_seconds, cut_at=now + run_seconds + drain_seconds)
+
+    def spent(self) -> bool:
+        return time.monotonic() >= self.stop_at
+
+    def until_cut(self) -> float | None:
+        return None if self.cut_at == math.inf else max(self.cut_at - time.monotonic(), 0.0)
+
+
+@dataclass
+class _Attempt:
+    """What the runner knows of an item's call in progress, for when it is cut short."""
+
+    generation_id: str = ""
+    admission: gateway.Admission | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    free: bool = False
+    held: bool = False  # a hold was placed: the call may have reached a provider
+    done: bool = False  # the call finished and settled its hold itself
+
+
 def db(fn, /, **kwargs):
     # The ORM's one thread, as on the request path: one connection per runner, whatever
     # the concurrency (each call is short; the upstream calls are what run in parallel).
     return run_db(lambda: fn(**kwargs))
 
 
+def _generation_id(item: dict[str, Any], n: int) -> str:
+    """The same item, attempt and re-run number always get the same id (n = 0 is the id
+    items had before re-runs were numbered)."""
+    name = f"{item['id']}:{item['attempts']}" + (f":{n}" if n else "")
+    return f"gen-{uuid.uuid5(_ITEM_IDS, name).hex}"
+
+
 async def _call(
-    key, endpoint: str, body: dict[str, Any], generation_id: str, *, free: bool = False
+    key, endpoint: str, body: dict[str, Any], attempt: _Attempt
 ) -> tuple[dict[str, Any], int]:
-    discount = 100 if free else settings.BATCH_DISCOUNT_PERCENT
+    discount = 100 if attempt.free else settings.BATCH_DISCOUNT_PERCENT
+    attempt.admission, attempt.held = None, False
     if endpoint == "/v1/embeddings":
         model, inputs, clean = parse_embeddings(body)
+        # embed() holds and calls in one step: count the call as possibly made from here.
+        attempt.held = True
         answer, _ = await gateway.embed(
-            key, model, inputs, clean, discount_percent=discount, generation_id=generation_id
+            key,
+            model,
+            inputs,
+            clean,
+            discount_percent=discount,
+            generation_id=attempt.generation_id,
         )
     else:
         chat = parse_chat({**body, "stream": False})
-        admission = await gateway.admit_chat(key, chat, generation_id=generation_id)
+        admission = await gateway.admit_chat(key, chat, generation_id=attempt.generation_id)
         admission.discount_percent = discount
+        attempt.admission, attempt.held = admission, True
         answer = await gateway.complete(admission, chat)
+    attempt.done = True
     cost = gateway.fragment_nanousd(answer["usage"]["cost"])
     # Stored as plain JSON: the exact cost goes in as a decimal string.
     answer["usage"] = {**answer["usage"], "cost": format(nano_to_usd(cost), "f")}
     return answer, cost
 
 
+# Re-runs of one attempt (each a hold id that ended unbilled) before the item fails.
+_MAX_RERUNS = 8
+
+
+async def _call_billed_once(
+    key, batch: Batch, item: dict[str, Any], attempt: _Attempt
+) -> tuple[dict[str, Any], int]:
+    """Run the item's attempt so that what it serves is billed exactly once. Its generation
+    id may have been used by a runner that was stopped: if that hold was settled, the work
+    was billed and is run again free (its answer was lost); if it was released or expired,
+    nothing was billed under it, and the run takes the next id and is billed in full."""
+    for n in range(_MAX_RERUNS):
+        attempt.generation_id = _generation_id(item, n)
+        try:
+            return await _call(key, batch.endpoint, item["body"], attempt)
+        except GatewayError as error:
+            meta = error.metadata or {}
+            if error.status_code != 402 or meta.get("limit") != "hold_id_used":
+                raise
+            if meta.get("ended_as", "settled") == "settled":
+                attempt.free = True
+    raise GatewayError(
+        409, "This request was interrupted too many times.", code="batch_item_interrupted"
+    )
+
+
+async def _interrupted_charge(attempt: _Attempt) -> int:
+    """The least an interrupted call costs: its prompt, at the priciest endpoint it may have
+    been sent to (the hold covered that one too), less the batch discount."""
+    admission = attempt.admission
+    if admission is not None:
+        prompt = Usage(prompt_tokens=admission.prompt_tokens)
+        return admission.charge(max(cost_nanousd(e, prompt) for e in admission.candidates))
+    model = (await catalog.aget()).resolve(str(attempt.body.get("model")))
+    if model is None or not model.endpoints:
+        return 0
+    _, inputs, _ = parse_embeddings(attempt.body)
+    prompt = Usage(prompt_tokens=estimate_embedding_tokens(inputs))
+    cost = max(cost_nanousd(e, prompt) for e in model.endpoints)
+    discount = 100 if attempt.free else settings.BATCH_DISCOUNT_PERCENT
+    return cost * (100 - discount) // 100
+
+
+async def _cut_short(key, batch: Batch, item: dict[str, Any], attempt: _Attempt) -> None:
+    """The item's call was cancelled (the budget's drain ended, or the soft time limit).
+    A call that may have reached a provider is billed at least its prompt (a settle after
+    the gateway settled it changes nothing) and the item runs again under its next attempt
+    number; one that never held anything simply goes back to the queue."""
+    if attempt.held and not attempt.done:
+        # The item first, then the hold: should the settle fail, the hold stays released
+        # (the prompt goes unbilled); the other way round, a lost item update would have
+        # the next runner take the settled hold for the whole answer and run the item free.
+        if item["attempts"] + 1 >= settings.BATCH_MAX_ATTEMPTS:
+            error = {"code": "timeout", "message": "The provider did not answer in time."}
+            await db(
+                services.item_finish,
+                item_id=item["id"],
+                succeeded=False,
+                status_code=504,
+                response={"error": error},
+                error=error,
+                generation_id="",
+                cost_nanousd=0,
+            )
+        else:
+            await db(services.item_retry_later, item_id=item["id"], delay_seconds=0)
+        try:
+            cost = await _interrupted_charge(attempt)
+        except Exception:
+            logger.exception("could not price the interrupted call %s", attempt.generation_id)
+            cost = 0
+        await billing.hold_settle(
+            hold_id=attempt.generation_id,
+            actual_nanousd=cost,
+            organization_id=batch.organization_id,
+            key_id=key.key_id,
+            description="Batch request interrupted",
+        )
+        return
+    # Not started, or finished and billed before its answer could be saved (the re-run
+    # finds the settled hold and runs free).
+    await db(services.item_give_back, item_ids=[item["id"]])
+
+
 def _error(error: GatewayError) -> dict[str, Any]:
     return {"code": error.error_code or "error", "message": error.message}
 
 
-async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore) -> Outcome:
+async def _run_item(
+    key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore, budget: Budget
+) -> Outcome:
+    attempt = _Attempt(body=item["body"])
+    try:
+        return await _run_item_now(key, batch, item, slots, budget, attempt)
+    except BaseException:
+        # Cancelled (the budget's drain ended, or the soft time limit): leave the item and
+        # its hold as the next runner needs them, then let the cancellation through.
+        await _cut_short(key, batch, item, attempt)
+        raise
+
+
+async def _run_item_now(
+    key,
+    batch: Batch,
+    item: dict[str, Any],
+    slots: asyncio.Semaphore,
+    budget: Budget,
+    attempt: _Attempt,
+) -> Outcome:
     # This runner's cap, this process's, then the organization's and the platform's across
     # every worker.
     async with slots, _global_slots(), org_slots(batch.organization_id), all_slots():
-        # One generation id per item and attempt: a run cut short by a dead worker and run
-        # again holds, settles and bills as the same generation.
-        generation_id = f"gen-{uuid.uuid5(_ITEM_IDS, f'{item["id"]}:{item["attempts"]}').hex}"
+        if budget.spent():  # too late to start: the next runner takes it
+            await db(services.item_give_back, item_ids=[item["id"]])
+            return Outcome(item["id"])
         concurrency["now"] += 1
         concurrency["max"] = max(concurrency["max"], concurrency["now"])
         try:
             try:
-                answer, cost = await _call(key, batch.endpoint, item["body"], generation_id)
-            except GatewayError as error:
-                if (
-                    error.status_code != 402
-                    or (error.metadata or {}).get("limit") != "hold_id_used"
-                ):
-                    raise
-                # This attempt ran before in a worker that died after it was billed but before
-                # its answer was saved: run it again, without billing it a second time.
-                answer, cost = await _call(
-                    key, batch.endpoint, item["body"], f"{generation_id[:-8]}{'f' * 8}", free=True
-                )
+                answer, cost = await _call_billed_once(key, batch, item, attempt)
+            finally:
+                concurrency["now"] -= 1
         except GatewayError as error:
             failure = error
         else:
             failure = None
-        finally:
-            concurrency["now"] -= 1
         if failure is not None:
             error = failure
             if error.status_code == 402:
@@ -189,8 +344,41 @@ async def _run_item(key, batch: Batch, item: dict[str, Any], slots: asyncio.Sema
     return Outcome(item["id"])
 
 
-async def run_batch(batch_id: str) -> str:
-    """Run the batch until it is finished, paused or cancelled; returns its status after."""
+async def _run_chunk(
+    key, batch: Batch, items: list[dict[str, Any]], slots: asyncio.Semaphore, budget: Budget
+) -> list[Outcome]:
+    """Run claimed items; those still in flight when the budget's drain ends are cut short."""
+    tasks = [asyncio.ensure_future(_run_item(key, batch, i, slots, budget)) for i in items]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=budget.until_cut())
+    except BaseException:
+        # This runner is being stopped. An item cancelled already (asyncio.run cancels every
+        # task at once) is not cancelled again: that would cut its billing short.
+        for task in tasks:
+            if not task.done() and not task.cancelling():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    if pending:
+        budget.ran_out = True
+        for task in pending:
+            task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    outcomes = []
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, BaseException):
+            if task in pending and isinstance(result, asyncio.CancelledError):
+                continue
+            raise result
+        outcomes.append(result)
+    return outcomes
+
+
+async def run_batch(batch_id: str, *, budget: Budget | None = None) -> str:
+    """Run the batch until it is finished, paused or cancelled, or until its budget runs out
+    (then `budget.ran_out` is set and the batch stays in progress for the next runner);
+    returns its status after."""
+    budget = budget or Budget()
     lease = settings.BATCH_LEASE_SECONDS
     status = await db(services.batch_runner_claim, batch_id=batch_id, lease_seconds=lease)
     if status is None:
@@ -209,6 +397,9 @@ async def run_batch(batch_id: str) -> str:
             status = await db(services.batch_runner_renew, batch_id=batch_id, lease_seconds=lease)
             if status != Batch.Status.IN_PROGRESS:
                 break
+            if budget.spent():
+                budget.ran_out = True
+                return status
             items = await db(
                 services.items_claim,
                 batch_id=batch_id,
@@ -221,10 +412,12 @@ async def run_batch(batch_id: str) -> str:
                     break
                 await asyncio.sleep(min(max(wait or 0.05, 0.05), 1.0))
                 continue
-            outcomes = await asyncio.gather(*(_run_item(key, batch, i, slots) for i in items))
+            outcomes = await _run_chunk(key, batch, items, slots, budget)
             await live.publish(batch_id)
             paused = next((o.paused for o in outcomes if o.paused), "")
             if paused:
+                return Batch.Status.IN_PROGRESS
+            if budget.ran_out:
                 return Batch.Status.IN_PROGRESS
         batch = await db(services.batch_finalize, batch_id=batch_id)
         return batch.status
