@@ -67,6 +67,7 @@ def _start_runner(batch_id: str, sim, prefix: str) -> subprocess.Popen:
         "LLMAPI_API_KEY_PEPPER": settings.API_KEY_PEPPER,
         "LLMAPI_SIMULATOR_URL": sim.url,
         "LLMAPI_FORCE_SIMULATOR": "true",
+        "LLMAPI_BILL_SIMULATED": "true",  # simulated generations cost $0 otherwise
         "LLMAPI_BILLING_REDIS_PREFIX": prefix,
     }
     return subprocess.Popen(
