@@ -49,7 +49,7 @@ class Worker:
             "CELERY_BROKER_URL": _redis_url(),
             "LLMAPI_API_KEY_PEPPER": settings.API_KEY_PEPPER,
             "LLMAPI_SIMULATOR_URL": simulator_url,
-                "LLMAPI_FORCE_SIMULATOR": "true",
+            "LLMAPI_FORCE_SIMULATOR": "true",
             "LLMAPI_BILL_SIMULATED": "true",  # simulated generations cost $0 otherwise
             "LLMAPI_BILLING_REDIS_PREFIX": prefix,
             "LLMAPI_BATCH_CLAIM_SIZE": "4",
