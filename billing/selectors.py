@@ -26,6 +26,7 @@ __all__ = [
     "key_spend_by_period",
     "ledger_credits",
     "ledger_list",
+    "ledger_references_existing",
     "ledger_sum",
     "plan_default",
     "plan_list",
@@ -55,6 +56,14 @@ def ledger_list(*, organization: Organization, limit: int = 100) -> QuerySet[Led
     return LedgerEntry.objects.filter(organization=organization).order_by("-occurred_at", "-id")[
         :limit
     ]
+
+
+def ledger_references_existing(*, references: list[str]) -> set[str]:
+    """Which of these references the ledger has (an operator's read, across organizations:
+    the reconciliation's question)."""
+    return set(
+        LedgerEntry.objects.filter(reference__in=references).values_list("reference", flat=True)
+    )
 
 
 def ledger_sum(*, organization: Organization) -> int:

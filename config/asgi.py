@@ -17,6 +17,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from billing.services import usage_outbox_flush  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from observability.writer import log_buffer  # noqa: E402
 from routing.asgi import GatewayASGIHandler, split_api  # noqa: E402
@@ -30,7 +31,9 @@ async def lifespan(scope, receive, send):
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            # Push what this process still buffers (request logs), then close upstream pools.
+            # Write what this process still buffers (settled usage to the ledger, request logs
+            # to their queue), then close upstream pools.
+            await sync_to_async(usage_outbox_flush, thread_sensitive=False)()
             await sync_to_async(log_buffer.shutdown, thread_sensitive=False)()
             await close_client()
             await send({"type": "lifespan.shutdown.complete"})

@@ -12,6 +12,7 @@ from billing.holds import (
     hold_settle,
     holds_release_expired,
     usage_flush,
+    usage_outbox_flush,
 )
 from billing.services.alerts import (
     auto_recharge_stopped_email,
@@ -29,6 +30,7 @@ from billing.services.ledger import (
     usage_entries_write,
     usage_settle_now,
 )
+from billing.services.reconcile import UsageReconciliation, usage_reconcile
 from billing.services.stripe import (
     auto_recharge_configure,
     auto_recharge_run,
@@ -69,5 +71,8 @@ __all__ = [
     "spend_alerts_evaluate",
     "usage_entries_write",
     "usage_flush",
+    "usage_outbox_flush",
+    "usage_reconcile",
     "usage_settle_now",
+    "UsageReconciliation",
 ]

@@ -218,9 +218,21 @@ def usage_entries_write(*, records: Sequence[UsageRecord]) -> list[UsageRecord]:
     reference already in the ledger is skipped), so a replayed batch changes nothing.
 
     Returns the records that could not be written (the caller queues them again)."""
+    # Most records reach here twice (this process's outbox, then the shared queue): one
+    # query drops those already written before any account is locked.
+    try:
+        written = set(
+            LedgerEntry.objects.filter(reference__in=[r.reference for r in records]).values_list(
+                "reference", flat=True
+            )
+        )
+    except Exception:
+        logger.exception("could not read which of %d usage entries exist", len(records))
+        return list(records)
     by_org: dict[str, list[UsageRecord]] = {}
     for record in records:
-        by_org.setdefault(str(record.organization_id), []).append(record)
+        if record.reference not in written:
+            by_org.setdefault(str(record.organization_id), []).append(record)
     failed: list[UsageRecord] = []
     for organization_id, group in by_org.items():
         try:
@@ -286,7 +298,8 @@ def _write_org_usage(organization_id: str, records: Iterable[UsageRecord]) -> in
         if recharge:
             auto_recharge.delay(organization_id)
 
-    transaction.on_commit(evaluate)
+    # Alerts are best effort (a broker that is down must not fail a written batch).
+    transaction.on_commit(evaluate, robust=True)
     return len(new)
 
 
@@ -300,8 +313,8 @@ def usage_settle_now(
     description: str = "",
     metadata: dict[str, Any] | None = None,
 ) -> tuple[LedgerEntry, bool]:
-    """Write one generation's usage entry right now (tests, and settlement's fallback when the
-    queue is unreachable). Idempotent on the reference like the batched path."""
+    """Write one generation's usage entry right now (tests and the reconciliation).
+    Idempotent on the reference like the batched path."""
     record = UsageRecord(
         reference=reference,
         organization_id=str(organization_id),
