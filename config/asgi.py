@@ -3,6 +3,7 @@ site's middleware), WebSockets through Channels."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -17,11 +18,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from billing.checks import redis_persistence_check  # noqa: E402
 from billing.services import usage_outbox_flush  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from observability.writer import log_buffer  # noqa: E402
 from routing.asgi import GatewayASGIHandler, split_api  # noqa: E402
 from routing.http import close_client  # noqa: E402
+
+logger = logging.getLogger("config.asgi")
 
 
 async def lifespan(scope, receive, send):
@@ -29,6 +33,9 @@ async def lifespan(scope, receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # Said once per process, where the operator looks (a warning, not a refusal).
+            for problem in await sync_to_async(redis_persistence_check)():
+                logger.warning("%s %s", problem.msg, problem.hint or "")
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             # Write what this process still buffers (settled usage to the ledger, request logs

@@ -51,7 +51,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs 
 class OwnRedis:
     """A redis-server of this test's own, without persistence: a restart comes back empty."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        self.options = options or ("--save", "", "--appendonly", "no")
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
@@ -64,10 +65,7 @@ class OwnRedis:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -273,3 +271,59 @@ def test_the_periodic_reconciliation_bills_what_the_ledger_missed_once(alice):
     assert reconcile_usage() == 0
     assert LedgerEntry.objects.get(reference=generation).amount_nanousd == -3_000
     assert selectors.ledger_sum(organization=alice.org) == balance - 3_000
+
+
+def test_reseeded_counters_count_usage_settled_but_not_yet_in_the_ledger(org):
+    """Redis restarted empty a moment after a request settled, before this process's outbox
+    wrote its usage: the counters are seeded from the ledger *and* the outbox, so the spend is
+    not forgotten (forgetting it would let the balance be spent twice)."""
+    from tests.billing.conftest import CENT, USD, delete_prefix, redis_store
+    from tests.billing.helpers import gen_id, place, settle
+
+    store = redis_store()
+    try:
+        hold = gen_id()
+        assert place(store, org, 3 * USD, hold_id=hold).allowed
+        settle(store, org, hold, 3 * USD)
+        assert store.outbox.pending() == 1  # settled; the ledger doesn't have it yet
+        delete_prefix(store.prefix)  # Redis comes back empty
+
+        # $10 of credit, $3 spent: $7 is left, not $10.
+        refused = place(store, org, 7 * USD + CENT)
+        assert (refused.allowed, refused.balance_remaining_nanousd) == (False, 7 * USD)
+        assert place(store, org, 7 * USD).allowed
+        store.outbox.flush()
+        assert LedgerEntry.objects.get(reference=hold).amount_nanousd == -3 * USD
+    finally:
+        delete_prefix(store.prefix)
+
+
+def test_the_redis_persistence_production_needs_is_checked_at_start(settings, tmp_path):
+    """A Redis without an append-only file, or that may evict keys, is reported by the system
+    check (manage.py runs it; the ASGI lifespan logs it) when production asks for it."""
+    from billing.checks import redis_persistence_check
+
+    bare = OwnRedis()
+    bare.start()
+    durable = OwnRedis(
+        "--dir", str(tmp_path), "--appendonly", "yes", "--maxmemory-policy", "noeviction"
+    )
+    durable.start()
+    try:
+        settings.BILLING_CHECK_REDIS_PERSISTENCE = True
+        settings.REDIS_URL = bare.url
+        assert {problem.id for problem in redis_persistence_check()} == {"billing.W001"}
+        client = redis.Redis.from_url(bare.url)
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        client.close()
+        assert {p.id for p in redis_persistence_check()} == {"billing.W001", "billing.W002"}
+        settings.REDIS_URL = durable.url
+        assert redis_persistence_check() == []
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # unreachable: said, not hidden
+        assert [p.id for p in redis_persistence_check()] == ["billing.W003"]
+        settings.BILLING_CHECK_REDIS_PERSISTENCE = False  # development: not asked
+        settings.REDIS_URL = bare.url
+        assert redis_persistence_check() == []
+    finally:
+        bare.kill()
+        durable.kill()
