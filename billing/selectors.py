@@ -14,7 +14,8 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import Organization
-from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan
+from billing.holds.store import UsageRecord, decode_lines
+from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan, UsageOutboxBatch
 from billing.periods import EPOCH, MONTHLY, TOTAL, period_bounds, period_start
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "plan_list",
     "usage_spent",
     "usage_spent_between",
+    "usage_outbox_records",
     "usage_spent_total",
 ]
 
@@ -64,6 +66,18 @@ def ledger_references_existing(*, references: list[str]) -> set[str]:
     return set(
         LedgerEntry.objects.filter(reference__in=references).values_list("reference", flat=True)
     )
+
+
+def usage_outbox_records(*, organization_id: uuid.UUID | str) -> list[UsageRecord]:
+    """An organization's settled usage still in the outbox table (not moved to the ledger)."""
+    needle = str(organization_id).encode()
+    records = []
+    for payload in UsageOutboxBatch.objects.values_list("payload", flat=True):
+        if needle in bytes(payload):
+            records.extend(
+                r for r in decode_lines(payload) if r.organization_id == str(organization_id)
+            )
+    return records
 
 
 def ledger_sum(*, organization: Organization) -> int:

@@ -148,11 +148,17 @@ def hold_parts(
 def _seed_all(
     parts: list[Part], organization_id: str, pending: list[UsageRecord]
 ) -> dict[str, int]:
-    """Counters' spent, from the ledger (the book of record) and what this process settled
-    that the ledger may not have yet (`pending`, read before the ledger: a record in both is
-    counted twice, which errs on the safe side): counter name -> spent."""
+    """Counters' spent, from the ledger (the book of record) and settled usage it doesn't
+    have yet: `pending` (this process's outbox) and the outbox table, both read before the
+    ledger (a record that moves meanwhile is counted twice, erring on the safe side; never
+    missed): counter name -> spent."""
     from billing import selectors
 
+    unwritten = {r.reference: r for r in pending if r.organization_id == organization_id}
+    for record in selectors.usage_outbox_records(organization_id=organization_id):
+        unwritten[record.reference] = record
+    written = selectors.ledger_references_existing(references=list(unwritten))
+    pending = [r for ref, r in unwritten.items() if ref not in written]
     seeds = {}
     for part in parts:
         if part.scope == BALANCE:
@@ -344,16 +350,23 @@ def holds_release_expired(*, now: datetime | None = None, store: HoldStore | Non
 
 
 def usage_flush(*, store: HoldStore | None = None, max_batches: int = 100) -> int:
-    """Write queued usage records to the ledger in batches: this process's outbox, then the
-    shared queue (Redis), which holds the same records a second time in case their process
-    died before its outbox wrote them. Idempotent: a record already written, or a batch
-    replayed after a crash, changes nothing. Returns how many generations were handled."""
-    from billing.services.ledger import usage_entries_write
+    """Write queued usage records to the ledger in batches: this process's outbox, the
+    outbox table the server processes write to, then the shared queue (Redis), which holds the
+    same records a second time in case their process died before its outbox wrote them.
+    Idempotent: a record already written, or a batch replayed after a crash, changes nothing.
+    Returns how many generations were handled."""
+    from billing.services.ledger import usage_entries_write, usage_outbox_drain
 
     store = store or get_hold_store()
     handled, _ = store.outbox.flush()
+    drained, _ = usage_outbox_drain()
+    handled |= drained
     for _ in range(max_batches):
-        batch, records = store.usage_take(limit=settings.BILLING_USAGE_FLUSH_BATCH)
+        try:
+            batch, records = store.usage_take(limit=settings.BILLING_USAGE_FLUSH_BATCH)
+        except HoldUnavailable:  # Redis is down: what it queued waits (it's in PostgreSQL too)
+            logger.warning("usage queue unavailable; flushed the outbox only")
+            break
         if batch is None:
             break
         failed = usage_entries_write(records=records)

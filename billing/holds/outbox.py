@@ -1,17 +1,21 @@
-"""This process's usage outbox: settled generations on their way to the ledger (PostgreSQL).
+"""This process's usage outbox: settled generations on their way to PostgreSQL.
 
 Settlement appends the generation's usage record here (a deque append, no I/O) and a
-background thread writes what gathered into the ledger in batches, a few milliseconds later
-(group commit: one transaction per organization per batch, however many requests settled
-meanwhile). The ledger write is idempotent on the generation id, so the same record arriving
-twice (from here and from the Redis queue, or a batch replayed after a failure) changes
-nothing. Pushed out at shutdown (atexit, the ASGI lifespan); what a crashed process held for
-those milliseconds is still in the Redis queue (billing.holds.redis_store) and in the request
-log, from which the reconciliation (billing.services.reconcile) bills it.
+background thread writes what gathered a few milliseconds later, in one statement however many
+requests settled meanwhile (group commit):
 
-Why not Redis alone: Redis without persistence (or a failover that loses the last writes)
-forgets its queue, and the spend counters are re-seeded from the ledger when they come back
-empty: usage must be in PostgreSQL within milliseconds, not at the next Celery beat.
+- with Redis (several processes), as one row of billing's outbox table (UsageOutboxBatch): a
+  single small insert per batch, so the web process spends next to nothing on it; the flush
+  (Celery beat, billing.holds.usage_flush) moves those rows into ledger entries, and the spend
+  counters' seed counts rows not moved yet;
+- in the embedded default (one process, no worker that sees it), straight into the ledger.
+
+Either way the usage is in PostgreSQL before Redis could lose it. The ledger write is
+idempotent on the generation id, so the same record arriving twice (from here and from the
+Redis queue, or a batch replayed after a failure) changes nothing. Written out at shutdown
+(atexit, the ASGI lifespan); what a crashed process held for those milliseconds is still in the
+Redis queue (billing.holds.redis_store) and in the request log, from which the reconciliation
+(billing.services.reconcile) bills it.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ RETRY_SECONDS = 1.0
 
 
 class UsageOutbox:
-    def __init__(self, *, auto_flush: bool = True) -> None:
+    def __init__(self, *, auto_flush: bool = True, to_ledger: bool = False) -> None:
         self._lock = threading.Lock()
+        self._to_ledger = to_ledger
         self._queue: deque[UsageRecord] = deque()
         self._batches: dict[str, list[UsageRecord]] = {}
         self._auto_flush = auto_flush
@@ -86,14 +91,23 @@ class UsageOutbox:
     def flush(self) -> tuple[set[str], bool]:
         """Write everything queued now. Returns the references handled and whether some could
         not be written (they stay queued)."""
-        from billing.services.ledger import usage_entries_write
+        from billing.services.ledger import usage_entries_write, usage_outbox_write
 
         handled: set[str] = set()
         while True:
             batch, records = self.take(limit=settings.BILLING_USAGE_FLUSH_BATCH)
             if batch is None:
                 return handled, False
-            failed = usage_entries_write(records=records)
+            if self._to_ledger:
+                failed = usage_entries_write(records=records)
+            else:
+                try:
+                    usage_outbox_write(records=records)
+                except Exception:
+                    logger.exception("could not write %d usage records", len(records))
+                    failed = records
+                else:
+                    failed = []
             self.done(batch, requeue=failed)
             not_written = {record.reference for record in failed}
             handled.update(r.reference for r in records if r.reference not in not_written)

@@ -119,6 +119,15 @@ def decode_record(item: str | bytes) -> UsageRecord:
     )
 
 
+def encode_lines(records: Sequence[UsageRecord]) -> bytes:
+    """Several records as the outbox table stores them: one queue item a line."""
+    return "\n".join(f"{to_us(r.occurred_at)} {encode_record(r)}" for r in records).encode()
+
+
+def decode_lines(payload: bytes | memoryview) -> list[UsageRecord]:
+    return [decode_record(line) for line in bytes(payload).decode().splitlines() if line]
+
+
 def to_us(at: datetime) -> int:
     delta = at - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -214,7 +223,7 @@ class InProcessHoldStore(HoldStore):
         self._holds: dict[str, _Hold] = {}
         self._deadlines: list[tuple[float, str]] = []
         # Nothing but this process sees its holds: its usage queue is the outbox itself.
-        self.outbox = UsageOutbox(auto_flush=auto_flush)
+        self.outbox = UsageOutbox(auto_flush=auto_flush, to_ledger=True)
         self._sweep_at = self._SWEEP_AT
 
     @property

@@ -28,6 +28,8 @@ from billing.services.ledger import (
     ledger_post,
     spend_limit_update,
     usage_entries_write,
+    usage_outbox_drain,
+    usage_outbox_write,
     usage_settle_now,
 )
 from billing.services.reconcile import UsageReconciliation, usage_reconcile
@@ -71,7 +73,9 @@ __all__ = [
     "spend_alerts_evaluate",
     "usage_entries_write",
     "usage_flush",
+    "usage_outbox_drain",
     "usage_outbox_flush",
+    "usage_outbox_write",
     "usage_reconcile",
     "usage_settle_now",
     "UsageReconciliation",

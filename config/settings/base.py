@@ -316,18 +316,19 @@ BILLING_HOLD_RECORD_SECONDS = env.float("LLMAPI_BILLING_HOLD_RECORD_SECONDS", de
 # The organization billing snapshot: per process (seconds), and in the shared cache.
 BILLING_SNAPSHOT_LOCAL_TTL = env.float("LLMAPI_BILLING_SNAPSHOT_LOCAL_TTL", default=1.0)
 BILLING_SNAPSHOT_CACHE_TTL = env.int("LLMAPI_BILLING_SNAPSHOT_CACHE_TTL", default=300)
-# Settled usage reaches the ledger (PostgreSQL) in batches from a thread of the server process
-# (billing.holds.outbox), this long after a request settles: one transaction per organization
+# Settled usage reaches PostgreSQL in batches from a thread of the server process
+# (billing.holds.outbox), this long after a request settles: one insert into the outbox table
+# (with Redis; the flush below moves it into the ledger) or one ledger write (embedded default)
 # for every request that settles meanwhile. 0 turns the thread off (tests flush themselves).
-# With Redis the same records are also queued there and flushed by Celery beat, for a process
-# that died before writing them.
-BILLING_USAGE_FLUSH_SECONDS = env.float("LLMAPI_BILLING_USAGE_FLUSH_SECONDS", default=0.01)
+# With Redis the same records are also queued there, for a process that died before writing.
+BILLING_USAGE_FLUSH_SECONDS = env.float("LLMAPI_BILLING_USAGE_FLUSH_SECONDS", default=0.02)
 BILLING_USAGE_FLUSH_BATCH = env.int("LLMAPI_BILLING_USAGE_FLUSH_BATCH", default=500)
 # A batch taken but not written after this long (its writer died) is queued again.
 BILLING_USAGE_BATCH_STALE_SECONDS = env.float(
     "LLMAPI_BILLING_USAGE_BATCH_STALE_SECONDS", default=300.0
 )
 BILLING_ALERT_THRESHOLDS = (50, 80, 100)
+# The flush (outbox table and Redis queue -> ledger) every 2 s.
 CELERY_BEAT_SCHEDULE["billing-flush-usage"] = {
     "task": "billing.tasks.flush_usage",
     "schedule": 2.0,

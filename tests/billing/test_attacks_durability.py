@@ -30,7 +30,7 @@ from django.utils import timezone
 import billing.holds
 from accounts import services as account_services
 from billing import selectors
-from billing.holds import RedisHoldStore
+from billing.holds import RedisHoldStore, usage_flush
 from billing.models import LedgerEntry
 from billing.tasks import flush_usage, reconcile_usage
 from observability.models import RequestLog
@@ -124,8 +124,8 @@ def test_a_redis_restart_under_load_loses_no_usage_and_no_request_log(
             "CELERY_BROKER_URL": own_redis.url,
             # As in production: Celery workers write the request logs, not the web process.
             "LLMAPI_OBS_WRITE_IN_PROCESS": "false",
-            # Usage reaches the ledger this long after settling (the production default).
-            "LLMAPI_BILLING_USAGE_FLUSH_SECONDS": "0.01",
+            # Usage reaches PostgreSQL this long after settling (the production default).
+            "LLMAPI_BILLING_USAGE_FLUSH_SECONDS": "0.02",
         },
     )
     _, secret = account_services.api_key_create(
@@ -274,26 +274,31 @@ def test_the_periodic_reconciliation_bills_what_the_ledger_missed_once(alice):
 
 
 def test_reseeded_counters_count_usage_settled_but_not_yet_in_the_ledger(org):
-    """Redis restarted empty a moment after a request settled, before this process's outbox
-    wrote its usage: the counters are seeded from the ledger *and* the outbox, so the spend is
-    not forgotten (forgetting it would let the balance be spent twice)."""
+    """Redis restarted empty a moment after two requests settled, before their usage reached
+    the ledger: one still in this process's outbox, one in the outbox table (written by its
+    process, not yet moved by the flush). The counters are seeded from the ledger *and* both,
+    so the spend is not forgotten (forgetting it would let the balance be spent twice)."""
     from tests.billing.conftest import CENT, USD, delete_prefix, redis_store
     from tests.billing.helpers import gen_id, place, settle
 
     store = redis_store()
     try:
-        hold = gen_id()
-        assert place(store, org, 3 * USD, hold_id=hold).allowed
-        settle(store, org, hold, 3 * USD)
-        assert store.outbox.pending() == 1  # settled; the ledger doesn't have it yet
+        in_table, in_outbox = gen_id(), gen_id()
+        assert place(store, org, 2 * USD, hold_id=in_table).allowed
+        settle(store, org, in_table, 2 * USD)
+        store.outbox.flush()  # its batch is a row of the outbox table now
+        assert place(store, org, USD, hold_id=in_outbox).allowed
+        settle(store, org, in_outbox, USD)
+        assert store.outbox.pending() == 1
+        assert not LedgerEntry.objects.filter(reference__in=[in_table, in_outbox]).exists()
         delete_prefix(store.prefix)  # Redis comes back empty
 
         # $10 of credit, $3 spent: $7 is left, not $10.
         refused = place(store, org, 7 * USD + CENT)
         assert (refused.allowed, refused.balance_remaining_nanousd) == (False, 7 * USD)
         assert place(store, org, 7 * USD).allowed
-        store.outbox.flush()
-        assert LedgerEntry.objects.get(reference=hold).amount_nanousd == -3 * USD
+        assert usage_flush(store=store) == 2
+        assert selectors.usage_spent_total(organization_id=org.id) == 3 * USD
     finally:
         delete_prefix(store.prefix)
 
