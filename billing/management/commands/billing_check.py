@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -37,11 +38,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        now = timezone.now()
-        # Everything up to now: an operator runs this after the dust settled (a batch still on
-        # its way is written once, whoever writes it first).
+        # Up to BILLING_RECONCILE_SETTLE_SECONDS ago: younger generations may still be on
+        # their way to the ledger (outbox, flush), and would only be noise here.
+        until = timezone.now() - timedelta(seconds=settings.BILLING_RECONCILE_SETTLE_SECONDS)
         report = usage_reconcile(
-            since=now - timedelta(hours=options["hours"]), until=now, fix=options["fix"]
+            since=until - timedelta(hours=options["hours"]), until=until, fix=options["fix"]
         )
         problems = []
         if report.missing:
