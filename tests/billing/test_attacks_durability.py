@@ -335,3 +335,51 @@ def test_the_redis_persistence_production_needs_is_checked_at_start(settings, tm
     finally:
         bare.kill()
         durable.kill()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_stopping_writes_the_usage_it_still_holds(ready, sim, own_redis, settings):
+    """A web process told to stop (a deploy, a scale-down) writes what its outbox holds
+    before it exits: here its thread waits 60 s, so only the shutdown can have written it,
+    and Redis (with the second copy) is gone before the stop."""
+    alice = ready
+    prefix = f"durable:{uuid.uuid4().hex[:10]}"
+    servers = Servers(
+        count=1,
+        simulator_url=sim.url,
+        prefix=prefix,
+        extra_env={
+            "REDIS_URL": own_redis.url,
+            "CELERY_BROKER_URL": own_redis.url,
+            "LLMAPI_OBS_WRITE_IN_PROCESS": "false",
+            "LLMAPI_BILLING_USAGE_FLUSH_SECONDS": "60",
+        },
+    )
+    try:
+        _, secret = account_services.api_key_create(
+            organization=alice.org, created_by=alice.user, name="deploy"
+        )
+        served = {}
+        with httpx.Client(timeout=30) as http:
+            for _ in range(5):
+                response = http.post(
+                    f"{servers.url(0)}/chat/completions",
+                    json={
+                        "model": "google/gemini-3.1-flash-lite",
+                        "messages": [{"role": "user", "content": "hi"}],
+                        "max_tokens": 16,
+                    },
+                    headers={"Authorization": f"Bearer {secret}"},
+                )
+                assert response.status_code == 200, response.text
+                served[response.json()["id"]] = _cost(response)
+        own_redis.kill()
+    finally:
+        servers.stop()  # SIGTERM: the ASGI lifespan's shutdown, then atexit
+    usage_flush(store=RedisHoldStore(own_redis.url, prefix=prefix))
+    entries = dict(
+        LedgerEntry.objects.filter(reference__in=list(served)).values_list(
+            "reference", "amount_nanousd"
+        )
+    )
+    assert entries == {generation: -cost for generation, cost in served.items()}
