@@ -301,8 +301,8 @@ async def hold_settle(
 
     organization_id, key_id and started_at are only used if the hold is unknown (it expired
     long ago, or Redis lost it): the usage is still recorded. The record goes to this
-    process's outbox, which writes it to the ledger (PostgreSQL) within milliseconds, also
-    when the store is down: the generation is never lost (billing.holds.outbox)."""
+    process's outbox, which writes it to PostgreSQL within milliseconds, also when the store
+    is down: the generation is never lost (billing.holds.outbox)."""
     if not isinstance(actual_nanousd, int) or actual_nanousd < 0:
         raise ValueError("a cost is a non-negative integer of nano-USD")
     record = UsageRecord(
