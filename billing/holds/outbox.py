@@ -74,11 +74,11 @@ class UsageOutbox:
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            # Let a batch gather: one transaction for every request that settles meanwhile.
+            # Let a batch gather: one write for every request that settles meanwhile.
             time.sleep(max(settings.BILLING_USAGE_FLUSH_SECONDS, 0.0))
             self._wake.clear()
             try:
-                written, failed = self.flush()
+                _, failed = self.flush()
             except Exception:
                 logger.exception("usage outbox flush failed")
                 failed = True
