@@ -338,3 +338,17 @@ class MeterReported(models.Model):
 
     def __str__(self) -> str:
         return f"Reported {self.entry_id}"
+
+
+class UsageOutboxBatch(models.Model):
+    """Settled usage on its way to the ledger: one row per batch a server process wrote
+    (milliseconds after settling), moved into ledger entries by the flush in the transaction
+    that deletes it. Lines of `<generation start, µs> <record json>`, as the Redis queue
+    carries them (billing.holds.store.encode_record)."""
+
+    id = models.BigAutoField(primary_key=True)
+    payload = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"usage batch {self.id}"

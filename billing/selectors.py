@@ -15,7 +15,15 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import Organization
 from billing.holds.snapshot import OrgBillingSnapshot
-from billing.models import AlertSent, BillingAccount, LedgerEntry, Plan, StripeDispute
+from billing.holds.store import UsageRecord, decode_lines
+from billing.models import (
+    AlertSent,
+    BillingAccount,
+    LedgerEntry,
+    Plan,
+    StripeDispute,
+    UsageOutboxBatch,
+)
 from billing.periods import EPOCH, MONTHLY, TOTAL, period_bounds, period_start
 
 __all__ = [
@@ -29,11 +37,13 @@ __all__ = [
     "key_spend_by_period",
     "ledger_credits",
     "ledger_list",
+    "ledger_references_existing",
     "ledger_sum",
     "plan_default",
     "plan_list",
     "usage_spent",
     "usage_spent_between",
+    "usage_outbox_records",
     "usage_spent_total",
 ]
 
@@ -71,6 +81,26 @@ def ledger_list(*, organization: Organization, limit: int = 100) -> QuerySet[Led
     return LedgerEntry.objects.filter(organization=organization).order_by("-occurred_at", "-id")[
         :limit
     ]
+
+
+def ledger_references_existing(*, references: list[str]) -> set[str]:
+    """Which of these references the ledger has (an operator's read, across organizations:
+    the reconciliation's question)."""
+    return set(
+        LedgerEntry.objects.filter(reference__in=references).values_list("reference", flat=True)
+    )
+
+
+def usage_outbox_records(*, organization_id: uuid.UUID | str) -> list[UsageRecord]:
+    """An organization's settled usage still in the outbox table (not moved to the ledger)."""
+    needle = str(organization_id).encode()
+    records = []
+    for payload in UsageOutboxBatch.objects.values_list("payload", flat=True):
+        if needle in bytes(payload):
+            records.extend(
+                r for r in decode_lines(payload) if r.organization_id == str(organization_id)
+            )
+    return records
 
 
 def ledger_sum(*, organization: Organization) -> int:

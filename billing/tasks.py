@@ -11,6 +11,7 @@ from billing.services import (
     spend_alert_send_email,
     spend_alerts_evaluate,
     usage_flush,
+    usage_reconcile,
 )
 
 
@@ -18,6 +19,12 @@ from billing.services import (
 def flush_usage() -> int:
     """Queued settled usage -> ledger entries, in batches (replays change nothing)."""
     return usage_flush()
+
+
+@shared_task(ignore_result=True)
+def reconcile_usage() -> int:
+    """Served generations (request logs) the ledger lacks are billed, once. Returns how many."""
+    return usage_reconcile(fix=True).billed
 
 
 @shared_task(ignore_result=True)

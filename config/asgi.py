@@ -3,6 +3,7 @@ site's middleware), WebSockets through Channels."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -17,10 +18,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from billing.checks import redis_persistence_check  # noqa: E402
+from billing.services import usage_outbox_flush  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from observability.writer import log_buffer  # noqa: E402
 from routing.asgi import GatewayASGIHandler, split_api  # noqa: E402
 from routing.http import close_client  # noqa: E402
+
+logger = logging.getLogger("config.asgi")
 
 
 async def lifespan(scope, receive, send):
@@ -28,9 +33,14 @@ async def lifespan(scope, receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            # Said once per process, where the operator looks (a warning, not a refusal).
+            for problem in await sync_to_async(redis_persistence_check)():
+                logger.warning("%s %s", problem.msg, problem.hint or "")
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            # Push what this process still buffers (request logs), then close upstream pools.
+            # Write what this process still buffers (settled usage to the ledger, request logs
+            # to their queue), then close upstream pools.
+            await sync_to_async(usage_outbox_flush, thread_sensitive=False)()
             await sync_to_async(log_buffer.shutdown, thread_sensitive=False)()
             await close_client()
             await send({"type": "lifespan.shutdown.complete"})

@@ -178,7 +178,7 @@ class UsageRollup(models.Model):
 
 
 class LogQueueItem(models.Model):
-    """The durable queue of the embedded default (no Redis): one row per pushed batch of
+    """The request logs' durable queue (with or without Redis): one row per pushed batch of
     encoded generation events, deleted in the transaction that writes their logs."""
 
     id = models.BigAutoField(primary_key=True)

@@ -454,3 +454,37 @@ def platform_figures(*, now: datetime | None = None) -> dict[str, Any]:
     """The public pages' 30-day totals across every organization: one aggregate of rollups."""
     rows = UsageRollup.objects.filter(hour__gte=window_start(now))
     return figures_from_sums(rows.aggregate(**{name: Sum(name) for name in _SUMS}))
+
+
+@dataclass(frozen=True, slots=True)
+class ServedGeneration:
+    """A generation a provider answered, as its request log records it: what billing's
+    reconciliation compares with the ledger (the ledger's reference is the generation id)."""
+
+    generation_id: str
+    organization_id: uuid.UUID
+    key_id: uuid.UUID | None
+    cost_nanousd: int
+    received_at: datetime
+
+
+def generations_served(
+    *, since: datetime, until: datetime, chunk_size: int = 2000
+) -> Iterator[list[ServedGeneration]]:
+    """Every logged generation received in [since, until) that was answered or costs
+    something (a failure nothing billed has no ledger entry), across organizations (an
+    operator's read), in chunks of `chunk_size`, oldest first."""
+    logs = (
+        RequestLog.objects.filter(received_at__gte=since, received_at__lt=until)
+        .filter(Q(status=RequestStatus.OK) | Q(cost_nanousd__gt=0))
+        .order_by("received_at", "id")
+        .values_list("generation_id", "organization_id", "key_id", "cost_nanousd", "received_at")
+    )
+    chunk: list[ServedGeneration] = []
+    for row in logs.iterator(chunk_size=chunk_size):
+        chunk.append(ServedGeneration(*row))
+        if len(chunk) >= chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

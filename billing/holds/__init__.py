@@ -77,6 +77,7 @@ __all__ = [
     "holds_release_expired",
     "org_snapshots",
     "usage_flush",
+    "usage_outbox_flush",
     "usd",
 ]
 
@@ -152,10 +153,20 @@ def hold_parts(
     return parts + key_parts
 
 
-def _seed_all(parts: list[Part], organization_id: str) -> dict[str, int]:
-    """Counters' spent, from the ledger (the book of record): counter name -> spent."""
+def _seed_all(
+    parts: list[Part], organization_id: str, pending: list[UsageRecord]
+) -> dict[str, int]:
+    """Counters' spent, from the ledger (the book of record) and settled usage it doesn't
+    have yet: `pending` (this process's outbox) and the outbox table, both read before the
+    ledger (a record that moves meanwhile is counted twice, erring on the safe side; never
+    missed): counter name -> spent."""
     from billing import selectors
 
+    unwritten = {r.reference: r for r in pending if r.organization_id == organization_id}
+    for record in selectors.usage_outbox_records(organization_id=organization_id):
+        unwritten[record.reference] = record
+    written = selectors.ledger_references_existing(references=list(unwritten))
+    pending = [r for ref, r in unwritten.items() if ref not in written]
     seeds = {}
     for part in parts:
         if part.scope == BALANCE:
@@ -167,12 +178,23 @@ def _seed_all(parts: list[Part], organization_id: str) -> dict[str, int]:
                 start=part.start,
                 end=part.end,
             )
+        seeds[part.counter] += sum(
+            record.cost_nanousd
+            for record in pending
+            if record.organization_id == organization_id
+            and (part.scope != KEY or record.key_id == part.subject)
+            and (part.end is None or record.occurred_at < part.end)
+            and record.occurred_at >= part.start
+        )
     return seeds
 
 
-async def _seeds(parts: list[Part], organization_id: str) -> dict[str, int]:
+async def _seeds(parts: list[Part], organization_id: str, store: HoldStore) -> dict[str, int]:
     key = ("seeds", tuple(part.counter for part in parts))
-    return await single_flight(key, lambda: sync_to_async(_seed_all)(parts, organization_id))
+    pending = store.outbox.pending_records()
+    return await single_flight(
+        key, lambda: sync_to_async(_seed_all)(parts, organization_id, pending)
+    )
 
 
 def _refusal_message(part: Part, amount: int, room: int) -> str:
@@ -254,7 +276,7 @@ async def hold_place(
             break
         cold = [parts[i] for i in outcome.cold]
         try:
-            found = await _seeds(cold, snapshot.organization_id)
+            found = await _seeds(cold, snapshot.organization_id, store)
         except Exception as exc:  # no ledger, no seed: don't guess
             raise HoldUnavailable(f"could not seed spend counters: {exc}") from exc
         seeds.update((i, found[parts[i].counter]) for i in outcome.cold)
@@ -320,8 +342,9 @@ async def hold_settle(
     entry. Exactly once: a second settle of the same id changes nothing and returns False.
 
     organization_id, key_id and started_at are only used if the hold is unknown (it expired
-    long ago, or Redis lost it): the usage is still recorded. If the store is down the entry
-    is written to the ledger directly; the generation is never lost."""
+    long ago, or Redis lost it): the usage is still recorded. The record goes to this
+    process's outbox, which writes it to PostgreSQL within milliseconds, also when the store
+    is down: the generation is never lost (billing.holds.outbox)."""
     if not isinstance(actual_nanousd, int) or actual_nanousd < 0:
         raise ValueError("a cost is a non-negative integer of nano-USD")
     record = UsageRecord(
@@ -337,19 +360,11 @@ async def hold_settle(
     try:
         before = await store.settle(hold_id=hold_id, record=record)
     except HoldUnavailable:
-        from billing.services.ledger import usage_settle_now
-
-        logger.warning("hold store down: writing usage of %s to the ledger directly", hold_id)
-        _, created = await sync_to_async(usage_settle_now)(
-            reference=record.reference,
-            organization_id=record.organization_id,
-            key_id=record.key_id,
-            cost_nanousd=record.cost_nanousd,
-            occurred_at=record.occurred_at,
-            description=record.description,
-            metadata=record.metadata,
-        )
-        return created
+        # The counters can't take it now (they are re-seeded from the ledger, and this
+        # outbox, when Redis is back); the usage still reaches the ledger in milliseconds.
+        logger.warning("hold store down: usage of %s goes to the ledger only", hold_id)
+        store.outbox.append(record)
+        return True
     return before != "settled"
 
 
@@ -377,23 +392,48 @@ def holds_release_expired(*, now: datetime | None = None, store: HoldStore | Non
 
 
 def usage_flush(*, store: HoldStore | None = None, max_batches: int = 100) -> int:
-    """Write queued usage records to the ledger in batches. Idempotent: a batch replayed
-    after a crash finds its references already written and changes nothing. Returns how many
-    records were handled."""
-    from billing.services.ledger import usage_entries_write
+    """Write queued usage records to the ledger in batches: this process's outbox, the
+    outbox table the server processes write to, then the shared queue (Redis), which holds the
+    same records a second time in case their process died before its outbox wrote them.
+    Idempotent: a record already written, or a batch replayed after a crash, changes nothing.
+    Returns how many generations were handled."""
+    from billing.services.ledger import usage_entries_write, usage_outbox_drain
 
     store = store or get_hold_store()
-    handled = 0
+    handled, _ = store.outbox.flush()
+    drained, _ = usage_outbox_drain()
+    handled |= drained
     for _ in range(max_batches):
-        batch, records = store.usage_take(limit=settings.BILLING_USAGE_FLUSH_BATCH)
+        try:
+            batch, records = store.usage_take(limit=settings.BILLING_USAGE_FLUSH_BATCH)
+        except HoldUnavailable:  # Redis is down: what it queued waits (it's in PostgreSQL too)
+            logger.warning("usage queue unavailable; flushed the outbox only")
+            break
         if batch is None:
             break
         failed = usage_entries_write(records=records)
         store.usage_done(batch, requeue=failed)
-        handled += len(records) - len(failed)
+        not_written = {record.reference for record in failed}
+        handled.update(r.reference for r in records if r.reference not in not_written)
         if failed:
             break
-    return handled
+    return len(handled)
+
+
+def usage_outbox_flush() -> int:
+    """At shutdown (atexit, the ASGI lifespan): write what this process settled and the
+    ledger doesn't have yet. Never raises: the database may already be gone."""
+    store = _store
+    if store is None or not store.outbox.pending():
+        return 0
+    started = time.monotonic()
+    try:
+        handled, _ = store.outbox.flush()
+    except Exception:
+        logger.warning("could not write queued usage at exit", exc_info=True)
+        return 0
+    logger.info("wrote %d queued usage records in %.3f s", len(handled), time.monotonic() - started)
+    return len(handled)
 
 
 _store: HoldStore | None = None
@@ -417,15 +457,4 @@ def _replace_store(url: str) -> HoldStore:
         return _store
 
 
-def _flush_at_exit() -> None:
-    store = _store
-    if isinstance(store, InProcessHoldStore) and store.usage_pending():
-        started = time.monotonic()
-        try:
-            usage_flush(store=store)
-        except Exception:  # the database may already be gone at shutdown
-            logger.warning("could not write queued usage at exit", exc_info=True)
-        logger.info("wrote queued usage at exit in %.3f s", time.monotonic() - started)
-
-
-atexit.register(_flush_at_exit)
+atexit.register(usage_outbox_flush)

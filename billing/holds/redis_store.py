@@ -9,7 +9,9 @@ Keys, under a prefix (settings.BILLING_REDIS_PREFIX):
   <p>:deadlines                          sorted set: hold id -> deadline (ms); a key's own TTL
                                          can't run code when it lapses, so the periodic job
                                          releases what is past its deadline from here
-  <p>:usage                              list of settled usage records, oldest at the tail
+  <p>:usage                              list of settled usage records, oldest at the tail: the
+                                         second way to the ledger, for a process that died
+                                         before its outbox (billing.holds.outbox) wrote them
   <p>:usage:inflight                     sorted set of batches being written (ms taken), each a
                                          list <p>:usage:batch:<id>; a batch whose writer died is
                                          queued again (the ledger write is idempotent)
@@ -36,12 +38,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry as SyncRetry
 
+from billing.holds.outbox import UsageOutbox
 from billing.holds.store import (
     HoldStore,
     HoldUnavailable,
     PlaceOutcome,
+    UsageRecord,
     decode_record,
     encode_record,
+    from_us,
     to_us,
 )
 
@@ -130,7 +135,7 @@ _SETTLE = (
     _GIVE_BACK
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'settled' then return 'settled' end
+if state == 'settled' then return {'settled', '0'} end
 local started = ARGV[4]
 if state then
   if state == 'held' then give_back(KEYS[1], ARGV[1]) end
@@ -144,7 +149,7 @@ end
 redis.call('HSET', KEYS[1], 'state', 'settled', 'cost', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('LPUSH', KEYS[3], started .. ' ' .. ARGV[5])
-return state or 'missing'
+return {state or 'missing', started}
 """
 )
 
@@ -235,6 +240,8 @@ class RedisHoldStore(HoldStore):
         self.deadlines_key = f"{self.prefix}:deadlines"
         self.queue_key = f"{self.prefix}:usage"
         self.inflight_key = f"{self.prefix}:usage:inflight"
+        # The first way to the ledger, within milliseconds, whatever happens to Redis.
+        self.outbox = UsageOutbox()
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -359,7 +366,22 @@ class RedisHoldStore(HoldStore):
                 encode_record(record),
             ],
         )
-        return _text(reply)
+        state, started = _text(reply[0]), int(reply[1])
+        if state != "settled":
+            # At the hold's start, which decides its spend period (positional: dataclasses'
+            # replace() costs several times more on this path).
+            self.outbox.append(
+                UsageRecord(
+                    record.reference,
+                    record.organization_id,
+                    record.key_id,
+                    record.cost_nanousd,
+                    from_us(started),
+                    record.description,
+                    record.metadata,
+                )
+            )
+        return state
 
     async def release(self, *, hold_id):
         reply = await self._eval(

@@ -16,18 +16,18 @@ import heapq
 import logging
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.conf import settings
-from django.db import close_old_connections
 
 from billing.periods import period_tag
+
+if TYPE_CHECKING:
+    from billing.holds.outbox import UsageOutbox
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,15 @@ def decode_record(item: str | bytes) -> UsageRecord:
     )
 
 
+def encode_lines(records: Sequence[UsageRecord]) -> bytes:
+    """Several records as the outbox table stores them: one queue item a line."""
+    return "\n".join(f"{to_us(r.occurred_at)} {encode_record(r)}" for r in records).encode()
+
+
+def decode_lines(payload: bytes | memoryview) -> list[UsageRecord]:
+    return [decode_record(line) for line in bytes(payload).decode().splitlines() if line]
+
+
 def to_us(at: datetime) -> int:
     delta = at - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -143,6 +152,8 @@ class HoldStore:
     the batch side (`release_expired`, `usage_take`, `usage_done`) is synchronous, for Celery."""
 
     url = ""
+    # This process's settled usage on its way to the ledger (billing.holds.outbox).
+    outbox: UsageOutbox
 
     async def place(
         self,
@@ -160,7 +171,8 @@ class HoldStore:
         raise NotImplementedError
 
     async def settle(self, *, hold_id: str, record: UsageRecord) -> str:
-        """Turn the hold into spend (record.cost_nanousd) and queue its usage record, once.
+        """Turn the hold into spend (record.cost_nanousd) and queue its usage record (in this
+        process's outbox, and in the shared queue if the store has one), once.
         Returns the hold's state before: held / released / expired / missing, or "settled"
         when it was settled already (nothing changed)."""
         raise NotImplementedError
@@ -216,17 +228,16 @@ class InProcessHoldStore(HoldStore):
     _SWEEP_AT = 4096
 
     def __init__(self, *, auto_flush: bool = True) -> None:
+        from billing.holds.outbox import UsageOutbox
+
         self._lock = threading.Lock()
         self._counters: dict[str, list[int]] = {}  # name -> [spent, held]
         self._counter_forget: dict[str, float] = {}
         self._holds: dict[str, _Hold] = {}
         self._deadlines: list[tuple[float, str]] = []
-        self._queue: deque[UsageRecord] = deque()
-        self._batches: dict[str, list[UsageRecord]] = {}
+        # Nothing but this process sees its holds: its usage queue is the outbox itself.
+        self.outbox = UsageOutbox(auto_flush=auto_flush, to_ledger=True)
         self._flights: dict[str, set[str]] = {}  # subject -> its active hold ids
-        self._auto_flush = auto_flush
-        self._last_flush = time.monotonic()
-        self._flush_scheduled = False
         self._sweep_at = self._SWEEP_AT
 
     @property
@@ -326,35 +337,8 @@ class InProcessHoldStore(HoldStore):
                     deadline=0.0,
                     forget_at=time.time() + self.record_ttl,
                 )
-            self._queue.append(record)
-            self._schedule_flush_locked()
+        self.outbox.append(record)
         return state
-
-    def _schedule_flush_locked(self) -> None:
-        """At most one flush pending, run by a timer thread so that usage reaches the ledger
-        within BILLING_USAGE_FLUSH_SECONDS even if no other request comes."""
-        interval = settings.BILLING_USAGE_FLUSH_SECONDS
-        if not self._auto_flush or self._flush_scheduled or interval <= 0 or not self._queue:
-            return
-        self._flush_scheduled = True
-        wait = max(0.0, interval - (time.monotonic() - self._last_flush))
-        timer = threading.Timer(wait, self._flush_in_thread)
-        timer.daemon = True
-        timer.start()
-
-    def _flush_in_thread(self) -> None:
-        from billing.holds import usage_flush
-
-        try:
-            usage_flush(store=self)
-        except Exception:  # the records stay queued for the next flush
-            logger.exception("usage flush failed")
-        finally:
-            close_old_connections()
-            with self._lock:
-                self._flush_scheduled = False
-                self._last_flush = time.monotonic()
-                self._schedule_flush_locked()
 
     async def release(self, *, hold_id):
         with self._lock:
@@ -391,24 +375,13 @@ class InProcessHoldStore(HoldStore):
         self._sweep_at = max(self._SWEEP_AT, 2 * (len(self._holds) + len(self._counters)))
 
     def usage_take(self, *, limit):
-        with self._lock:
-            records = []
-            while self._queue and len(records) < limit:
-                records.append(self._queue.popleft())
-            if not records:
-                return None, []
-            batch = uuid.uuid4().hex
-            self._batches[batch] = records
-            return batch, records
+        return self.outbox.take(limit=limit)
 
     def usage_done(self, batch, *, requeue=()):
-        with self._lock:
-            self._batches.pop(batch, None)
-            self._queue.extendleft(reversed(list(requeue)))
+        self.outbox.done(batch, requeue=requeue)
 
     def usage_pending(self) -> int:
-        with self._lock:
-            return len(self._queue) + sum(len(b) for b in self._batches.values())
+        return self.outbox.pending()
 
     def counter(self, part):
         with self._lock:

@@ -12,6 +12,7 @@ from billing.holds import (
     hold_settle,
     holds_release_expired,
     usage_flush,
+    usage_outbox_flush,
 )
 from billing.services.alerts import (
     auto_recharge_stopped_email,
@@ -28,8 +29,11 @@ from billing.services.ledger import (
     ledger_post,
     spend_limit_update,
     usage_entries_write,
+    usage_outbox_drain,
+    usage_outbox_write,
     usage_settle_now,
 )
+from billing.services.reconcile import UsageReconciliation, usage_reconcile
 from billing.services.stripe import (
     auto_recharge_configure,
     auto_recharge_run,
@@ -73,5 +77,10 @@ __all__ = [
     "spend_alerts_evaluate",
     "usage_entries_write",
     "usage_flush",
+    "usage_outbox_drain",
+    "usage_outbox_flush",
+    "usage_outbox_write",
+    "usage_reconcile",
     "usage_settle_now",
+    "UsageReconciliation",
 ]

@@ -10,14 +10,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organization
 from billing.exceptions import BillingError
-from billing.holds.store import UsageRecord
-from billing.models import BillingAccount, LedgerEntry, Plan
+from billing.holds.store import UsageRecord, decode_lines, encode_lines
+from billing.models import BillingAccount, LedgerEntry, Plan, UsageOutboxBatch
 
 logger = logging.getLogger(__name__)
 
@@ -251,9 +251,21 @@ def usage_entries_write(*, records: Sequence[UsageRecord]) -> list[UsageRecord]:
     reference already in the ledger is skipped), so a replayed batch changes nothing.
 
     Returns the records that could not be written (the caller queues them again)."""
+    # Most records reach here twice (this process's outbox, then the shared queue): one
+    # query drops those already written before any account is locked.
+    try:
+        written = set(
+            LedgerEntry.objects.filter(reference__in=[r.reference for r in records]).values_list(
+                "reference", flat=True
+            )
+        )
+    except Exception:
+        logger.exception("could not read which of %d usage entries exist", len(records))
+        return list(records)
     by_org: dict[str, list[UsageRecord]] = {}
     for record in records:
-        by_org.setdefault(str(record.organization_id), []).append(record)
+        if record.reference not in written:
+            by_org.setdefault(str(record.organization_id), []).append(record)
     failed: list[UsageRecord] = []
     for organization_id, group in by_org.items():
         try:
@@ -319,8 +331,39 @@ def _write_org_usage(organization_id: str, records: Iterable[UsageRecord]) -> in
         if recharge:
             auto_recharge.delay(organization_id)
 
-    transaction.on_commit(evaluate)
+    # Alerts are best effort (a broker that is down must not fail a written batch).
+    transaction.on_commit(evaluate, robust=True)
     return len(new)
+
+
+def usage_outbox_write(*, records: Sequence[UsageRecord]) -> None:
+    """One row of settled usage for the flush to move into the ledger: a single insert
+    however many records (the server process's outbox writes this, within milliseconds)."""
+    if records:
+        UsageOutboxBatch.objects.create(payload=encode_lines(records))
+
+
+def usage_outbox_drain(*, max_rows: int = 20) -> tuple[set[str], bool]:
+    """Move outbox rows into ledger entries, each batch in the transaction that deletes its
+    rows (concurrent flushes skip each other's rows). Returns the references handled and
+    whether some could not be written (they go back to the outbox)."""
+    handled: set[str] = set()
+    while True:
+        with transaction.atomic():
+            rows = UsageOutboxBatch.objects.order_by("id")
+            if connection.features.has_select_for_update_skip_locked:
+                rows = rows.select_for_update(skip_locked=True)
+            taken = list(rows[:max_rows])
+            if not taken:
+                return handled, False
+            records = [record for row in taken for record in decode_lines(row.payload)]
+            failed = usage_entries_write(records=records)
+            UsageOutboxBatch.objects.filter(id__in=[row.id for row in taken]).delete()
+            usage_outbox_write(records=failed)
+        not_written = {record.reference for record in failed}
+        handled.update(r.reference for r in records if r.reference not in not_written)
+        if failed:
+            return handled, True
 
 
 def usage_settle_now(
@@ -333,8 +376,8 @@ def usage_settle_now(
     description: str = "",
     metadata: dict[str, Any] | None = None,
 ) -> tuple[LedgerEntry, bool]:
-    """Write one generation's usage entry right now (tests, and settlement's fallback when the
-    queue is unreachable). Idempotent on the reference like the batched path."""
+    """Write one generation's usage entry right now (tests and the reconciliation).
+    Idempotent on the reference like the batched path."""
     record = UsageRecord(
         reference=reference,
         organization_id=str(organization_id),

@@ -333,19 +333,33 @@ BILLING_HOLD_RECORD_SECONDS = env.float("LLMAPI_BILLING_HOLD_RECORD_SECONDS", de
 # The organization billing snapshot: per process (seconds), and in the shared cache.
 BILLING_SNAPSHOT_LOCAL_TTL = env.float("LLMAPI_BILLING_SNAPSHOT_LOCAL_TTL", default=1.0)
 BILLING_SNAPSHOT_CACHE_TTL = env.int("LLMAPI_BILLING_SNAPSHOT_CACHE_TTL", default=300)
-# Settled usage reaches the ledger in batches: every few seconds from Celery beat (Redis),
-# or from a thread of the server process at most this often (the in-process default).
-BILLING_USAGE_FLUSH_SECONDS = env.float("LLMAPI_BILLING_USAGE_FLUSH_SECONDS", default=1.0)
+# Settled usage reaches PostgreSQL in batches from a thread of the server process
+# (billing.holds.outbox), this long after a request settles: one insert into the outbox table
+# (with Redis; the flush below moves it into the ledger) or one ledger write (embedded default)
+# for every request that settles meanwhile. 0 turns the thread off (tests flush themselves).
+# With Redis the same records are also queued there, for a process that died before writing.
+BILLING_USAGE_FLUSH_SECONDS = env.float("LLMAPI_BILLING_USAGE_FLUSH_SECONDS", default=0.02)
 BILLING_USAGE_FLUSH_BATCH = env.int("LLMAPI_BILLING_USAGE_FLUSH_BATCH", default=500)
 # A batch taken but not written after this long (its writer died) is queued again.
 BILLING_USAGE_BATCH_STALE_SECONDS = env.float(
     "LLMAPI_BILLING_USAGE_BATCH_STALE_SECONDS", default=300.0
 )
 BILLING_ALERT_THRESHOLDS = (50, 80, 100)
+# The flush (outbox table and Redis queue -> ledger) every 2 s.
 CELERY_BEAT_SCHEDULE["billing-flush-usage"] = {
     "task": "billing.tasks.flush_usage",
     "schedule": 2.0,
 }
+# Reconciliation (billing.services.reconcile): served generations in the request logs that the
+# ledger lacks are billed. Each run looks this far back, leaving out the last SETTLE seconds.
+BILLING_RECONCILE_WINDOW_SECONDS = env.float("LLMAPI_BILLING_RECONCILE_WINDOW", default=3600.0)
+BILLING_RECONCILE_SETTLE_SECONDS = env.float("LLMAPI_BILLING_RECONCILE_SETTLE", default=60.0)
+CELERY_BEAT_SCHEDULE["billing-reconcile-usage"] = {
+    "task": "billing.tasks.reconcile_usage",
+    "schedule": 300.0,
+}
+# Production Redis must keep what it is told (README, "Redis in production"): checked at start.
+BILLING_CHECK_REDIS_PERSISTENCE = env.bool("LLMAPI_CHECK_REDIS_PERSISTENCE", default=False)
 CELERY_BEAT_SCHEDULE["billing-release-expired-holds"] = {
     "task": "billing.tasks.release_expired_holds",
     "schedule": 60.0,
@@ -353,7 +367,7 @@ CELERY_BEAT_SCHEDULE["billing-release-expired-holds"] = {
 
 # Observability: request logs, rollups and the live dashboard (observability.writer).
 # The request path buffers finished generations in memory for at most this long before a
-# background thread pushes them to the durable queue (Redis stream, or a database table).
+# background thread pushes them to the durable queue (a database table, never Redis alone).
 OBSERVABILITY_BUFFER_FLUSH_SECONDS = env.float("LLMAPI_OBS_BUFFER_FLUSH_SECONDS", default=0.2)
 # Records per batch written in one transaction, and batches per flush run.
 OBSERVABILITY_FLUSH_BATCH = env.int("LLMAPI_OBS_FLUSH_BATCH", default=500)
@@ -361,9 +375,6 @@ OBSERVABILITY_FLUSH_MAX_BATCHES = env.int("LLMAPI_OBS_FLUSH_MAX_BATCHES", defaul
 # Without Redis the web process writes its own logs (the in-memory channel layer only reaches
 # its own consumers); with Redis, Celery workers do and send through channels_redis.
 OBSERVABILITY_WRITE_IN_PROCESS = env.bool("LLMAPI_OBS_WRITE_IN_PROCESS", default=not REDIS_URL)
-OBSERVABILITY_STREAM = env("LLMAPI_OBS_STREAM", default="llmapi:obs:logs")
-# A stream entry taken but not acknowledged this long ago (its worker died) is taken over.
-OBSERVABILITY_QUEUE_CLAIM_SECONDS = env.float("LLMAPI_OBS_QUEUE_CLAIM_SECONDS", default=30.0)
 # Embedded default: the periodic task writes only queue rows older than this (left behind).
 OBSERVABILITY_QUEUE_STALE_SECONDS = env.float("LLMAPI_OBS_QUEUE_STALE_SECONDS", default=10.0)
 OBSERVABILITY_LIVE_UPDATES = True

@@ -44,5 +44,8 @@ MAILERS = {
     }
 }
 
+# Redis must keep holds, counters and queued tasks across a restart (billing.checks).
+BILLING_CHECK_REDIS_PERSISTENCE = env.bool("LLMAPI_CHECK_REDIS_PERSISTENCE", default=True)
+
 # One JSON object per line, with the request id, for the log pipeline.
 LOGGING["handlers"]["console"]["formatter"] = env("LLMAPI_LOG_FORMAT", default="json")  # noqa: F405

@@ -4,7 +4,8 @@ The events sink (called synchronously inside the event loop when a generation en
 encodes the event and appends it to this process's buffer: no I/O. A background thread moves
 the buffer to the durable queue (observability.writer.queue) every
 OBSERVABILITY_BUFFER_FLUSH_SECONDS (~200 ms), so an answered request sits in memory at most that
-long; the buffer is also pushed at shutdown (atexit and the ASGI lifespan hook). After a push,
+long; the buffer is also pushed at shutdown (atexit and the ASGI lifespan hook). The queue is a
+database table, also with Redis: a Redis restart must not lose what was served. After a push,
 either this process writes the queue into log rows itself (the embedded default: its channel
 layer lives in this process, so the live dashboard has to be fed from here), or it asks a
 Celery worker to (OBSERVABILITY_WRITE_IN_PROCESS off, the Redis setup).
@@ -133,7 +134,10 @@ class LogBuffer:
         else:
             from observability.tasks import flush_request_logs
 
-            flush_request_logs.delay()
+            try:
+                flush_request_logs.delay()
+            except Exception:  # the records are queued: beat's run writes them
+                logger.warning("could not ask a worker to write request logs", exc_info=True)
 
     def push(self) -> int:
         """Move everything buffered to the durable queue. Returns how many records moved."""

@@ -126,8 +126,9 @@ async def test_ten_times_n_concurrent_holds_admit_at_most_n(funded):
         firsts = await asyncio.gather(*settles)
         assert sum(firsts) == N  # exactly one settlement per generation counted
         flushed = await sync_to_async(usage_flush)(store=first)
-        assert flushed == N
-        assert await sync_to_async(usage_flush)(store=second) == 0
+        assert flushed == N  # its own outbox, and the shared queue: every generation once
+        # The other process's outbox holds what it settled first again: entered once (below).
+        await sync_to_async(usage_flush)(store=second)
 
         # Counters and ledger agree, and no hold is left behind.
         total = sum(costs.values())

@@ -1,6 +1,6 @@
 """An API call through the gateway flows to its log row, its attempts, its rollup and a
 WebSocket message on the organization's live stream, through the real background writer (the
-embedded default's in-process thread, or the Redis stream with Celery), within 2 seconds.
+embedded default's in-process thread, or Celery with Redis), within 2 seconds.
 Only members of the organization can join its stream."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The live overview in the production topology: a uvicorn web process serves the API and the
-WebSocket, a separate Celery worker process writes the logs from the Redis stream and pushes
+WebSocket, a separate Celery worker process writes the logs from the durable queue and pushes
 through channels_redis. A member watching the overview stays connected while nothing happens,
 gets the new figures within 2 seconds of the answer, and the request's log, attempts and rollup
 are in the database."""
