@@ -40,7 +40,7 @@ class Worker:
     def __init__(self, *, simulator_url: str, prefix: str, log: Path) -> None:
         self.queue = f"batches-test-{os.getpid()}-{time.monotonic_ns()}"
         self.log = log
-        self.producer = Celery("batch-attacks", broker=_redis_url())
+        self.producer = Celery("batch-attacks", broker=_redis_url(), set_as_current=False)
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.local",
