@@ -808,24 +808,12 @@ async def stream_events(
                         yield _sse(framed)
         except UpstreamError as error:
             failure = error
-        usage = result.decoder.usage
-        if usage is None or failure is not None:
-            usage = _delivered_usage(admission, endpoint, tracker, usage)
-        cost = cost_nanousd(endpoint, usage) + admission.attempts_cost
-        # Settled before the last bytes go out: a client that leaves on the usage chunk or
-        # [DONE] changes nothing.
         if failure is not None:
             health_book.record_failure(endpoint.key)
-        await settle(admission, cost)
-        events.generation_finished(
-            admission,
-            endpoint,
-            usage,
-            cost,
-            result.attempts,
-            streamed=True,
-            error=str(failure.kind) if failure else None,
-            response_body=tracker.text,
+        # Settled before the last bytes go out: a client that leaves on the usage chunk or
+        # [DONE] changes nothing.
+        usage, cost = await _bill_stream(
+            admission, tracker, result, error=str(failure.kind) if failure else None
         )
         finished = True
         if failure is not None:
@@ -872,7 +860,9 @@ async def stream_events(
         else:
             await result.aclose()
             # Shielded: the request is being cancelled, but the money must still settle.
-            await asyncio.shield(_bill_unfinished(admission, tracker, result))
+            await asyncio.shield(
+                _bill_stream(admission, tracker, result, error="client_disconnected")
+            )
 
 
 async def _drain_and_bill(
@@ -888,14 +878,18 @@ async def _drain_and_bill(
         logger.info("could not drain the stream of %s", admission.generation_id)
     finally:
         await result.aclose()
-    await _bill_unfinished(admission, tracker, result)
+    await _bill_stream(admission, tracker, result, error="client_disconnected")
 
 
-async def _bill_unfinished(
-    admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
-) -> None:
-    """A stream the client left: billed the provider's usage if it came, else the prompt as
-    held and every token seen."""
+async def _bill_stream(
+    admission: Admission,
+    tracker: router.StreamTracker,
+    result: router.StreamResult,
+    *,
+    error: str | None,
+) -> tuple[Usage, int]:
+    """Settle a stream and record it: the provider's usage when its stream ended, else the
+    prompt as held and every token seen."""
     endpoint = result.endpoint
     usage = result.decoder.usage
     if usage is None or not result.decoder.done:
@@ -909,9 +903,10 @@ async def _bill_unfinished(
         cost,
         result.attempts,
         streamed=True,
-        error="client_disconnected",
+        error=error,
         response_body=tracker.text,
     )
+    return usage, cost
 
 
 def _delivered_usage(

@@ -52,6 +52,33 @@ def cost_of(reply: dict) -> int:
     return int(Decimal(str(reply["usage"]["cost"])) * NANO)
 
 
+def stream(base_url: str, secret: str, content: str, *, max_tokens: int):
+    """A streamed chat request, its response open in a `with` block."""
+    return httpx.stream(
+        "POST",
+        f"{base_url}/chat/completions",
+        json={
+            "model": HERO,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": content}],
+        },
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
+
+
+def wait_for_usage(org, *, seconds: float = 15) -> list[LedgerEntry]:
+    """The organization's usage entries once one is there (work left detached by a request
+    whose client went away finishes after its answer)."""
+    deadline = time.monotonic() + seconds
+    entries = usage_entries(org)
+    while time.monotonic() < deadline and not entries:
+        time.sleep(0.2)
+        entries = usage_entries(org)
+    return entries
+
+
 def usage_entries(org) -> list[LedgerEntry]:
     services.usage_flush()
     return list(LedgerEntry.objects.filter(organization=org, kind=LedgerEntry.Kind.USAGE))
@@ -288,11 +315,7 @@ def test_a_client_that_hangs_up_is_billed_when_the_answer_arrives(gateway, alice
     body = {"model": HERO, "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
     with pytest.raises(httpx.ReadTimeout):
         chat(base_url, secret, body, timeout=0.3)
-    deadline = time.monotonic() + 10
-    entries = []
-    while time.monotonic() < deadline and not entries:
-        time.sleep(0.2)
-        entries = usage_entries(alice.org)
+    entries = wait_for_usage(alice.org)
     assert len(entries) == 1
     served = sum(sim.stats(s)["completion_tokens"] for s in ("google-ai-studio", "vertex-ai"))
     assert served == 200
@@ -311,18 +334,7 @@ def test_a_cut_stream_bills_what_was_delivered_counting_cjk_and_reasoning(gatewa
     for slug in ("google-ai-studio", "vertex-ai", "openrouter", "private-vllm"):
         sim.script(slug, text)
         sim.set(slug, error_rate=1, error_kind="cut", cut_after_tokens=1000)
-    with httpx.stream(
-        "POST",
-        f"{base_url}/chat/completions",
-        json={
-            "model": HERO,
-            "stream": True,
-            "max_tokens": 500,
-            "messages": [{"role": "user", "content": "status?"}],
-        },
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=30,
-    ) as response:
+    with stream(base_url, secret, "status?", max_tokens=500) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data: {")]
     chunks = [orjson.loads(line[6:]) for line in lines]
     delivered = "".join(
@@ -343,26 +355,11 @@ def test_a_stream_the_client_leaves_is_billed_its_real_usage(gateway, alice, sim
     set_balance(alice.org, USD)
     for slug in ("google-ai-studio", "vertex-ai", "openrouter", "private-vllm"):
         sim.set(slug, tokens_per_second=150, output_tokens=300)
-    with httpx.stream(
-        "POST",
-        f"{base_url}/chat/completions",
-        json={
-            "model": HERO,
-            "stream": True,
-            "max_tokens": 1000,
-            "messages": [{"role": "user", "content": "tell me a story"}],
-        },
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=30,
-    ) as response:
+    with stream(base_url, secret, "tell me a story", max_tokens=1000) as response:
         lines = response.iter_lines()
         received = [next(lines) for _ in range(3)]
     assert all(line.startswith("data: ") or not line for line in received)
-    deadline = time.monotonic() + 15
-    entries = []
-    while time.monotonic() < deadline and not entries:
-        time.sleep(0.25)
-        entries = usage_entries(alice.org)
+    entries = wait_for_usage(alice.org)
     assert len(entries) == 1
     # 300 output tokens at $0.15 per 1M at least: the provider's count, not the 3 delivered.
     assert -entries[0].amount_nanousd >= 300 * 150_000_000 // 1_000_000
