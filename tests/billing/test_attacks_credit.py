@@ -12,7 +12,7 @@ import threading
 
 import pytest
 from django.core import mail
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
@@ -236,9 +236,6 @@ def test_accounts_on_aliases_of_one_inbox_get_one_free_grant(db):
     assert 'data-testid="no-free-credit"' in _open_billing(later, later_org)
 
 
-@pytest.mark.skipif(
-    "postgresql" not in connection.vendor, reason="needs PostgreSQL's concurrent transactions"
-)
 def test_concurrent_creations_grant_once(transactional_db, no_creation_limits):
     # Before the fix: 6 organizations, 6 grants.
     user = UserFactory()
@@ -268,9 +265,6 @@ def test_concurrent_creations_grant_once(transactional_db, no_creation_limits):
     assert [g.amount_nanousd for g in _grants(user)] == [USD]
 
 
-@pytest.mark.skipif(
-    "postgresql" not in connection.vendor, reason="needs PostgreSQL's concurrent transactions"
-)
 def test_two_grants_racing_for_one_person_post_one(transactional_db):
     """The person's lock in organization_create isn't what makes it once: the ledger's unique
     reference is. One transaction posts the grant and stays open; the other, which saw no

@@ -199,13 +199,19 @@ def test_a_redis_restart_under_load_loses_no_usage_and_no_request_log(
         deadline = time.monotonic() + 10
         while (missing := set(served) - billed()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        request_logs_flush()
-        logged = set(
-            RequestLog.objects.filter(generation_id__in=list(served)).values_list(
-                "generation_id", flat=True
+
+        def logged() -> set[str]:
+            request_logs_flush()
+            return set(
+                RequestLog.objects.filter(generation_id__in=list(served)).values_list(
+                    "generation_id", flat=True
+                )
             )
-        )
-        unlogged = set(served) - logged
+
+        # The servers queue their logs from a buffer they push now and then: wait for them.
+        deadline = time.monotonic() + 10
+        while (unlogged := set(served) - logged()) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert (len(missing), len(unlogged)) == (0, 0), (
             f"{len(missing)} of {len(served)} served generations have no ledger entry and "
             f"{len(unlogged)} no request log (statuses {statuses})"
