@@ -15,7 +15,7 @@ PUBLIC_BASE_URL = env("LLMAPI_PUBLIC_BASE_URL", default="")
 SITE_NAME = "LLM API"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_config.SecureAdminConfig",  # django.contrib.admin, behind allauth
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
