@@ -12,6 +12,7 @@ from django.http import Http404
 from accounts.api_key_auth import AuthenticatedKey, KeyRejected, aauthenticate, authenticate
 from accounts.models import APIKey, AuditLog, Invitation, Membership, Organization, User
 from accounts.services.invitations import TOKEN_SALT
+from accounts.services.sessions import member_session_group
 
 __all__ = [
     "AuthenticatedKey",
@@ -25,6 +26,7 @@ __all__ = [
     "invitation_from_token",
     "invitation_get",
     "invitation_list_pending",
+    "member_session_group",
     "membership_find",
     "membership_for_user",
     "membership_get",

@@ -21,11 +21,12 @@ from accounts.forms import (
     NANO_PER_USD,
     APIKeyCreateForm,
     InvitationForm,
+    KeysHandOverForm,
     OrganizationForm,
     RoleForm,
 )
 from accounts.models import Organization, Role
-from accounts.permissions import Perm
+from accounts.permissions import Perm, role_can
 from billing import services as billing_services
 
 
@@ -191,12 +192,14 @@ def members(request: HttpRequest) -> HttpResponse:
                 else:
                     messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
                     return redirect("members", org_id=request.org.id)
+    memberships = list(selectors.membership_list(organization=request.org))
     return render(
         request,
         "accounts/members.html",
         {
             "form": form,
-            "memberships": selectors.membership_list(organization=request.org),
+            "memberships": memberships,
+            "key_heirs": [m for m in memberships if role_can(m.role, Perm.REVOKE_ANY_KEY)],
             "invitations": selectors.invitation_list_pending(organization=request.org),
             "roles": Role.choices,
             "can_manage": can(request, Perm.MANAGE_MEMBERS),
@@ -239,15 +242,32 @@ def membership_remove(request: HttpRequest, membership_id) -> HttpResponse:
     membership = selectors.membership_get(organization=request.org, membership_id=membership_id)
     if membership.user_id != request.user.pk:
         _check_can_touch(request, membership.role)
+    # The form's choice for the keys they created: "revoke" (the default), or the membership
+    # of the owner or admin who takes them over.
+    keys_to = None
+    choice = request.POST.get("keys", "revoke")
+    if choice != "revoke":
+        form = KeysHandOverForm({"heir": choice})
+        if not form.is_valid():
+            messages.error(request, "Pick who takes over their API keys.")
+            return redirect("members", org_id=request.org.id)
+        keys_to = selectors.membership_get(
+            organization=request.org, membership_id=form.cleaned_data["heir"]
+        ).user
     try:
-        services.membership_remove(membership=membership, actor=request.user)
+        services.membership_remove(membership=membership, actor=request.user, keys_to=keys_to)
     except AccountsError as error:
         messages.error(request, error.message)
         return redirect("members", org_id=request.org.id)
     if membership.user_id == request.user.pk:
         request.session.pop(CURRENT_ORG_SESSION_KEY, None)
         return redirect("dashboard")
-    messages.success(request, f"Removed {membership.user.email}.")
+    handed = (
+        f" Their API keys now belong to {keys_to.email}."
+        if keys_to
+        else (" Their API keys were revoked.")
+    )
+    messages.success(request, f"Removed {membership.user.email}.{handed}")
     return redirect("members", org_id=request.org.id)
 
 

@@ -378,6 +378,9 @@ OBSERVABILITY_WRITE_IN_PROCESS = env.bool("LLMAPI_OBS_WRITE_IN_PROCESS", default
 # Embedded default: the periodic task writes only queue rows older than this (left behind).
 OBSERVABILITY_QUEUE_STALE_SECONDS = env.float("LLMAPI_OBS_QUEUE_STALE_SECONDS", default=10.0)
 OBSERVABILITY_LIVE_UPDATES = True
+# A live socket asks this often whether its person is still a member (removal also closes it at
+# once, through the channel layer; this catches what that message missed).
+LIVE_MEMBERSHIP_RECHECK_SECONDS = env.float("LLMAPI_LIVE_MEMBERSHIP_RECHECK_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE["observability-flush-request-logs"] = {
     "task": "observability.tasks.flush_request_logs",
     "schedule": 2.0,
