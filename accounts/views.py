@@ -171,6 +171,7 @@ def api_key_revoke(request: HttpRequest, key_id) -> HttpResponse:
 @org_view(Perm.VIEW)
 def members(request: HttpRequest) -> HttpResponse:
     form = InvitationForm(request.POST or None)
+    status = 200
     if request.method == "POST":
         if not can(request, Perm.MANAGE_MEMBERS):
             raise PermissionDenied
@@ -178,6 +179,15 @@ def members(request: HttpRequest) -> HttpResponse:
             role = form.cleaned_data["role"]
             if role == Role.OWNER and not can(request, Perm.MANAGE_OWNERS):
                 form.add_error("role", "Only owners can invite owners.")
+            elif not ratelimit.consume(
+                request, action="invite_member", user=request.user, key=str(request.org.id)
+            ):
+                form.add_error(
+                    None,
+                    "Too many invitations sent in a short time, by you or this organization. "
+                    "Try again later.",
+                )
+                status = 429
             else:
                 try:
                     services.invitation_create(
@@ -188,7 +198,8 @@ def members(request: HttpRequest) -> HttpResponse:
                         base_url=public_base_url(request),
                     )
                 except AccountsError as error:
-                    form.add_error("email", error.message)
+                    field = None if error.code == "too_many_pending" else "email"
+                    form.add_error(field, error.message)
                 else:
                     messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
                     return redirect("members", org_id=request.org.id)
@@ -206,6 +217,7 @@ def members(request: HttpRequest) -> HttpResponse:
             "can_manage_owners": can(request, Perm.MANAGE_OWNERS),
             "active_nav": "members",
         },
+        status=status,
     )
 
 

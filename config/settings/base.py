@@ -179,7 +179,11 @@ ACCOUNT_RATE_LIMITS = {
     "manage_email": "10/m/user",
     # Ours, through allauth's limiter (accounts.views.organization_create).
     "create_organization": env("LLMAPI_ORG_CREATE_RATE", default="3/m/user,20/d/user"),
+    # Invitations send mail to any address: per inviting person, and per organization (key).
+    "invite_member": env("LLMAPI_INVITE_RATE", default="10/m/user,100/d/user,200/d/key"),
 }
+# Open invitations per organization; a withdrawn, answered or expired one frees its place.
+ACCOUNTS_MAX_PENDING_INVITATIONS = env.int("LLMAPI_MAX_PENDING_INVITATIONS", default=50)
 # How many organizations one person may own; the free starting credit comes once per person
 # whatever the number, this bounds the rest (each organization is a tenant to keep).
 ACCOUNTS_MAX_OWNED_ORGANIZATIONS = env.int("LLMAPI_MAX_OWNED_ORGANIZATIONS", default=5)
