@@ -184,6 +184,13 @@ ACCOUNT_RATE_LIMITS = {
 }
 # Open invitations per organization; a withdrawn, answered or expired one frees its place.
 ACCOUNTS_MAX_PENDING_INVITATIONS = env.int("LLMAPI_MAX_PENDING_INVITATIONS", default=50)
+# Behind a load balancer every request comes from its address: allauth's per-IP limits (and
+# ours, through its limiter) take the client's from X-Forwarded-For, counting this many proxies
+# from the right. 0 ignores the header (anyone can write it). platform/README.md, "Behind a
+# load balancer", says how to set it with uvicorn's FORWARDED_ALLOW_IPS.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
+# A proxy that puts the client's address in a header of its own (CF-Connecting-IP, X-Real-IP).
+ALLAUTH_TRUSTED_CLIENT_IP_HEADER = env("ALLAUTH_TRUSTED_CLIENT_IP_HEADER", default=None)
 # How many organizations one person may own; the free starting credit comes once per person
 # whatever the number, this bounds the rest (each organization is a tenant to keep).
 ACCOUNTS_MAX_OWNED_ORGANIZATIONS = env.int("LLMAPI_MAX_OWNED_ORGANIZATIONS", default=5)
