@@ -10,6 +10,10 @@ SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# Answer 403 to anything not on loopback (config.loopback): local settings turn it on while they
+# run with DEBUG and the development secret key.
+SERVE_LOOPBACK_ONLY = False
+
 # Shown in snippets ("point base_url here"); derived from the request when unset.
 PUBLIC_BASE_URL = env("LLMAPI_PUBLIC_BASE_URL", default="")
 SITE_NAME = "LLM API"
