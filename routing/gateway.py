@@ -476,15 +476,20 @@ async def settle(admission: Admission, cost: int, *, reached_provider: bool = Tr
     admission.settled = True
     if not admission.held_nanousd:
         return
-    if not reached_provider:
-        await billing.hold_release(hold_id=admission.generation_id)
-        return
-    await billing.hold_settle(
-        hold_id=admission.generation_id,
-        actual_nanousd=cost,
-        organization_id=admission.key.organization_id,
-        key_id=admission.key.key_id,
-    )
+    # A side effect of a request that may already be answered: it never fails the request
+    # (billing queues the usage for the ledger whatever happens to Redis).
+    try:
+        if not reached_provider:
+            await billing.hold_release(hold_id=admission.generation_id)
+            return
+        await billing.hold_settle(
+            hold_id=admission.generation_id,
+            actual_nanousd=cost,
+            organization_id=admission.key.organization_id,
+            key_id=admission.key.key_id,
+        )
+    except Exception:
+        logger.exception("could not settle %s", admission.generation_id)
 
 
 # The caller's names for the output cap; the gateway sends its own (what was held).

@@ -33,6 +33,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
+from config.cooldown import Cooldown
+
 __all__ = [
     "Decision",
     "InProcessRateLimiter",
@@ -320,10 +322,14 @@ class RedisRateLimiter(RateLimiter):
         *,
         max_connections: int = 64,
         timeout: float = 1.0,
+        connect_timeout: float | None = None,
     ) -> None:
         self.url = url
         self._max_connections = max_connections
         self._timeout = timeout
+        self._connect_timeout = timeout if connect_timeout is None else connect_timeout
+        # After a failure, refuse at once for a moment instead of a timeout per request.
+        self.cooldown = Cooldown()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -336,7 +342,7 @@ class RedisRateLimiter(RateLimiter):
             max_connections=self._max_connections,
             timeout=self._timeout,  # waiting for a free connection
             socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
+            socket_connect_timeout=self._connect_timeout,
             client_name="llmapi-ratelimit",
             # Retry only a broken connection, once: a timed-out EVALSHA may have run already,
             # and a retry would charge the request twice.
@@ -361,6 +367,8 @@ class RedisRateLimiter(RateLimiter):
             for limit, is_tokens, _, _ in checks
         ]
         spec = " ".join([f"{check[2]} {check[3]}" for check in checks])
+        if self.cooldown.active:
+            raise RateLimitUnavailable("rate limiter unavailable: Redis failed a moment ago")
         client = self._client()
         try:
             try:
@@ -369,6 +377,7 @@ class RedisRateLimiter(RateLimiter):
                 await client.script_load(_LUA)
                 reply = await client.evalsha(_LUA_SHA, n, *keys, spec)
         except (RedisError, OSError) as exc:
+            self.cooldown.trip()
             raise RateLimitUnavailable(f"rate limiter unavailable: {exc}") from exc
         fields = reply.split()
         return int(fields[0]) == 1, [float(us) / 1_000_000 for us in fields[1:]]
@@ -398,5 +407,13 @@ def _replace_limiter(url: str) -> RateLimiter:
     global _limiter
     with _limiter_lock:
         if _limiter is None or _limiter.url != url:
-            _limiter = RedisRateLimiter(url) if url else InProcessRateLimiter()
+            _limiter = (
+                RedisRateLimiter(
+                    url,
+                    timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                )
+                if url
+                else InProcessRateLimiter()
+            )
         return _limiter

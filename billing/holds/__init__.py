@@ -359,10 +359,14 @@ async def hold_settle(
     store = store or get_hold_store()
     try:
         before = await store.settle(hold_id=hold_id, record=record)
-    except HoldUnavailable:
+    except Exception as exc:
         # The counters can't take it now (they are re-seeded from the ledger, and this
         # outbox, when Redis is back); the usage still reaches the ledger in milliseconds.
-        logger.warning("hold store down: usage of %s goes to the ledger only", hold_id)
+        # Never raised: the generation may already be answered.
+        if isinstance(exc, HoldUnavailable):
+            logger.warning("hold store down: usage of %s goes to the ledger only", hold_id)
+        else:
+            logger.exception("settling %s failed: its usage goes to the ledger only", hold_id)
         store.outbox.append(record)
         return True
     return before != "settled"
@@ -374,7 +378,7 @@ async def hold_release(*, hold_id: str, store: HoldStore | None = None) -> bool:
     store = store or get_hold_store()
     try:
         return await store.release(hold_id=hold_id)
-    except HoldUnavailable:
+    except Exception:
         logger.warning("hold store down: %s will be released when it expires", hold_id)
         return False
 
@@ -453,7 +457,15 @@ def _replace_store(url: str) -> HoldStore:
     global _store
     with _store_lock:
         if _store is None or _store.url != url:
-            _store = RedisHoldStore(url) if url else InProcessHoldStore()
+            _store = (
+                RedisHoldStore(
+                    url,
+                    timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                )
+                if url
+                else InProcessHoldStore()
+            )
         return _store
 
 

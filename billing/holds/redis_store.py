@@ -49,6 +49,7 @@ from billing.holds.store import (
     from_us,
     to_us,
 )
+from config.cooldown import Cooldown
 
 # KEYS: hold, deadlines, counter...   ARGV: hold id, amount, deadline ms, record ttl ms,
 # started us, then per counter: limit ("" = none), ttl ms ("" = none), seed ("" = unknown:
@@ -226,11 +227,17 @@ class RedisHoldStore(HoldStore):
         prefix: str | None = None,
         max_connections: int = 64,
         timeout: float = 1.0,
+        connect_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix if prefix is not None else settings.BILLING_REDIS_PREFIX
         self._max_connections = max_connections
         self._timeout = timeout
+        self._connect_timeout = timeout if connect_timeout is None else connect_timeout
+        # After a failure, placing refuses at once for a moment (a 503 either way) instead of
+        # each request waiting out a timeout. Settling and releasing always try: they carry
+        # money already spent.
+        self.cooldown = Cooldown()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -266,7 +273,7 @@ class RedisHoldStore(HoldStore):
             max_connections=self._max_connections,
             timeout=self._timeout,
             socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
+            socket_connect_timeout=self._connect_timeout,
             client_name="llmapi-billing",
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
@@ -287,7 +294,7 @@ class RedisHoldStore(HoldStore):
             self._sync = redis.Redis.from_url(
                 self.url,
                 socket_timeout=5.0,
-                socket_connect_timeout=self._timeout,
+                socket_connect_timeout=self._connect_timeout,
                 client_name="llmapi-billing-batch",
                 retry=SyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
@@ -302,6 +309,7 @@ class RedisHoldStore(HoldStore):
                 await client.script_load(script.source)
                 return await client.evalsha(script.sha, len(keys), *keys, *args)
         except (RedisError, OSError) as exc:
+            self.cooldown.trip()
             raise HoldUnavailable(f"hold store unavailable: {exc}") from exc
 
     def _eval_sync(self, script: _Script, keys: list[str], args: list) -> object:
@@ -320,6 +328,8 @@ class RedisHoldStore(HoldStore):
     async def place(
         self, *, hold_id, parts, amount, started_at, deadline, seeds=None, in_flight=None
     ):
+        if self.cooldown.active:
+            raise HoldUnavailable("hold store unavailable: Redis failed a moment ago")
         keys = [self.hold_key(hold_id), self.deadlines_key]
         keys.extend(self.counter_key(part.counter) for part in parts)
         deadline_ms = int(deadline * 1000)

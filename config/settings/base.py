@@ -82,8 +82,22 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
+    from psycopg_pool import ConnectionPool
+
     DATABASES["default"]["OPTIONS"].setdefault(
-        "pool", {"min_size": 1, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10)}
+        "pool",
+        {
+            "min_size": 1,
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+            # A dead database costs a bounded wait for a connection, then a 503.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
+            # A connection PostgreSQL closed (a restart, pg_terminate_backend) is found and
+            # replaced when it is taken from the pool, not handed to a request.
+            "check": ConnectionPool.check_connection,
+        },
+    )
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
     )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
@@ -99,12 +113,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis backs the cache, the channel layer and Celery when REDIS_URL is set; otherwise
 # everything stays in-process (the embedded default: nothing to install).
 REDIS_URL = env("REDIS_URL", default="")
+# What one Redis call on the request path may cost when Redis is down or hung (the cache, the
+# rate limiter, the spend holds); after a failure each of them leaves Redis alone this long.
+REDIS_CONNECT_TIMEOUT = env.float("LLMAPI_REDIS_CONNECT_TIMEOUT", default=1.0)
+REDIS_SOCKET_TIMEOUT = env.float("LLMAPI_REDIS_SOCKET_TIMEOUT", default=1.0)
+REDIS_COOLDOWN_SECONDS = env.float("LLMAPI_REDIS_COOLDOWN_SECONDS", default=2.0)
 if REDIS_URL:
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.retry import Retry
+
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "llmapi",
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                # A pooled connection that Redis dropped is reopened once; nothing else is
+                # retried (the caller falls back to the database).
+                "retry": Retry(NoBackoff(), 1, supported_errors=(_RedisConnectionError,)),
+            },
         }
     }
     CHANNEL_LAYERS = {
