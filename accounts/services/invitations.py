@@ -92,8 +92,11 @@ def invitation_create(
         "invitation_respond", kwargs={"token": invitation_token(invitation)}
     )
     from accounts.tasks import send_invitation_email
+    from outbox.services import task_dispatch
 
-    transaction.on_commit(lambda: send_invitation_email.delay(str(invitation.id), accept_url))
+    transaction.on_commit(
+        lambda: task_dispatch(send_invitation_email, str(invitation.id), accept_url)
+    )
     return invitation
 
 

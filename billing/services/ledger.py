@@ -326,10 +326,11 @@ def _write_org_usage(organization_id: str, records: Iterable[UsageRecord]) -> in
 
     def evaluate() -> None:
         from billing.tasks import auto_recharge, evaluate_spend_alerts
+        from outbox.services import task_dispatch
 
-        evaluate_spend_alerts.delay(organization_id, key_ids, at)
+        task_dispatch(evaluate_spend_alerts, organization_id, key_ids, at)
         if recharge:
-            auto_recharge.delay(organization_id)
+            task_dispatch(auto_recharge, organization_id)
 
     # Alerts are best effort (a broker that is down must not fail a written batch).
     transaction.on_commit(evaluate, robust=True)

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "observability",
+    "outbox",
 ]
 
 MIDDLEWARE = [
@@ -173,6 +174,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE: dict = {}
+# Tasks sent from requests and on_commit hooks go through outbox.services.task_dispatch: one
+# try of at most OUTBOX_SEND_TIMEOUT_SECONDS, else kept in the database and sent every 10 s
+# once the broker is back (for OUTBOX_GIVE_UP_SECONDS at most). After a failure a process
+# keeps tasks without trying the broker for OUTBOX_BROKER_DOWN_SECONDS.
+OUTBOX_SEND_TIMEOUT_SECONDS = env.float("LLMAPI_OUTBOX_SEND_TIMEOUT_SECONDS", default=1.0)
+OUTBOX_BROKER_DOWN_SECONDS = env.float("LLMAPI_OUTBOX_BROKER_DOWN_SECONDS", default=5.0)
+OUTBOX_GIVE_UP_SECONDS = env.float("LLMAPI_OUTBOX_GIVE_UP_SECONDS", default=24 * 3600.0)
+CELERY_BEAT_SCHEDULE["outbox-send-pending-tasks"] = {
+    "task": "outbox.tasks.send_pending_tasks",
+    "schedule": 10.0,
+}
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

@@ -121,9 +121,10 @@ def batch_create(
         batch.in_progress_at = timezone.now()
         batch.save(update_fields=["total", "status", "in_progress_at"])
         if settings.BATCH_DISPATCH:
+            from outbox.services import task_dispatch
             from routing.batches.tasks import batch_run
 
-            transaction.on_commit(lambda: batch_run.delay(batch.id))
+            transaction.on_commit(lambda: task_dispatch(batch_run, batch.id))
     return batch
 
 
