@@ -403,19 +403,21 @@ async def _open_stream(endpoint: EndpointSnap, body: dict[str, Any]) -> StreamRe
     iterator = response.aiter_bytes()
     first: list[dict[str, Any]] = []
     try:
-        while not first:
+        # Until a chunk carries output: a role-only opening chunk is not a first token, and
+        # sending it would rule out a fallback if the token never comes.
+        while not _has_output(first):
             try:
                 data = await anext(iterator)
             except StopAsyncIteration:
-                first = decoder.finish()
-                if not first:
+                first += decoder.finish()
+                if not _has_output(first):
                     raise UpstreamError(
                         ErrorKind.STREAM_CUT,
                         "the provider's stream ended before any output",
                         billable=True,
                     ) from None
                 break
-            first = decoder.feed(data)
+            first += decoder.feed(data)
     except httpx.TimeoutException:
         await response.aclose()
         raise UpstreamError(
@@ -439,6 +441,26 @@ async def _open_stream(endpoint: EndpointSnap, body: dict[str, Any]) -> StreamRe
         ttft_ms=(time.perf_counter() - started) * 1000,
         first_at=time.perf_counter(),
     )
+
+
+def _has_output(chunks: list[dict[str, Any]]) -> bool:
+    """Does any chunk carry output (text, reasoning, a tool call, a finish) or the usage?"""
+    for chunk in chunks:
+        if chunk.get("usage"):
+            return True
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                return True
+            delta = choice.get("delta") or {}
+            if (
+                delta.get("content")
+                or delta.get("tool_calls")
+                or delta.get("reasoning")
+                or delta.get("reasoning_content")
+                or delta.get("refusal")
+            ):
+                return True
+    return False
 
 
 async def run(
