@@ -43,20 +43,31 @@ class EndpointHealth:
     # and answers' output speeds (tokens/s), the last of each.
     first_tokens: deque[float] = field(default_factory=lambda: deque(maxlen=200))
     speeds: deque[float] = field(default_factory=lambda: deque(maxlen=200))
-    # (p95 time to first token, slow-end tokens/s), recomputed after a new figure.
+    # (p95 time to first token, slow-end tokens/s), recomputed after a new figure, at most
+    # once a second: sorting the window on every request would cost more than the request.
     _timing: tuple[float | None, float | None] | None = None
+    _timing_at: float = 0.0
+    _timing_stale: bool = False
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
         self._medians = None
 
     def timing(self) -> tuple[float | None, float | None]:
-        if self._timing is None:
-            self._timing = (
-                percentile(self.first_tokens, 0.95),
-                percentile(self.speeds, 0.05),
-            )
-        return self._timing
+        timing = self._timing
+        if timing is None or self._timing_stale:
+            now = time.monotonic()
+            if timing is None or now - self._timing_at >= 1.0 or None in timing:
+                timing = self._timing = (
+                    percentile(self.first_tokens, 0.95),
+                    percentile(self.speeds, 0.05),
+                )
+                self._timing_at = now
+                self._timing_stale = False
+        return timing
+
+    def figure_added(self) -> None:
+        self._timing_stale = True
 
     def medians(self) -> tuple[float | None, float | None]:
         if self._medians is None:
@@ -137,12 +148,12 @@ class HealthBook:
     def record_first_token(self, key: str, ms: float) -> None:
         health = self.get(key)
         health.first_tokens.append(ms)
-        health._timing = None
+        health.figure_added()
 
     def record_speed(self, key: str, tokens_per_second: float) -> None:
         health = self.get(key)
         health.speeds.append(tokens_per_second)
-        health._timing = None
+        health.figure_added()
 
     def reset(self) -> None:
         self._by_key.clear()

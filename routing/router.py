@@ -231,21 +231,30 @@ class StreamResult:
     # When the first chunk was in hand (perf_counter), for the endpoint's output speed.
     first_at: float = 0.0
 
+    _watch: _IdleWatch | None = None
+
     async def rest(self) -> AsyncIterator[list[dict[str, Any]]]:
         """The remaining chunks. Raises UpstreamError when the stream breaks off or stalls."""
         idle = self.idle_seconds
+        watch = self._watch = _IdleWatch(idle) if idle else None
         try:
             while True:
+                # Only the read is watched, never the client's side of a yield.
+                if watch is not None:
+                    watch.start()
                 try:
-                    # Only the read is timed, never the client's side of a yield.
-                    async with asyncio.timeout(idle):
-                        data = await anext(self.iterator)
+                    data = await anext(self.iterator)
                 except StopAsyncIteration:
                     break
-                except TimeoutError:
-                    raise UpstreamError(
-                        ErrorKind.TIMEOUT, f"the provider sent nothing for {idle:g} s"
-                    ) from None
+                except asyncio.CancelledError:
+                    if watch is not None and watch.expired():
+                        raise UpstreamError(
+                            ErrorKind.TIMEOUT, f"the provider sent nothing for {idle:g} s"
+                        ) from None
+                    raise
+                finally:
+                    if watch is not None:
+                        watch.reading = None
                 chunks = self.decoder.feed(data)
                 if chunks:
                     yield chunks
@@ -256,6 +265,9 @@ class StreamResult:
             raise UpstreamError(ErrorKind.TIMEOUT, "the provider stopped sending") from None
         except httpx.TransportError as error:
             raise UpstreamError(ErrorKind.STREAM_CUT, f"the stream broke off: {error}") from None
+        finally:
+            if watch is not None:
+                watch.close()
         if not self.decoder.done:
             raise UpstreamError(ErrorKind.STREAM_CUT, "the provider's stream ended early")
 
@@ -274,9 +286,59 @@ class StreamResult:
             yield tail
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         if not self.closed:
             self.closed = True
             await self.response.aclose()
+
+
+class _IdleWatch:
+    """Cancels the read a stream is blocked in once it has waited `idle` seconds. One timer per
+    stream, re-armed only when it comes due (a timer per read would cost more than the read's
+    own bookkeeping on a fast stream)."""
+
+    __slots__ = ("idle", "loop", "reading", "owner", "since", "handle", "fired")
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.loop = asyncio.get_running_loop()
+        self.reading: asyncio.Task | None = None  # the task blocked in a read, if any
+        self.owner: asyncio.Task | None = None  # the task that read last
+        self.since = self.loop.time()
+        self.fired = False
+        self.handle: asyncio.TimerHandle | None = self.loop.call_at(self.since + idle, self._check)
+
+    def start(self) -> None:
+        self.reading = self.owner = asyncio.current_task()
+        self.since = self.loop.time()
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        task = self.reading
+        if task is not None and now >= self.since + self.idle:
+            self.handle = None
+            self.fired = True
+            task.cancel()
+            return
+        if self.owner is not None and self.owner.done():
+            self.handle = None  # a stream left unread and unclosed: nothing to watch
+            return
+        due = self.since + self.idle if task is not None else now + self.idle
+        self.handle = self.loop.call_at(due, self._check)
+
+    def expired(self) -> bool:
+        """Was the cancellation ours (and nobody else's)? Then it is undone, to be raised as
+        a timeout instead."""
+        if not self.fired:
+            return False
+        task = asyncio.current_task()
+        return task is None or task.uncancel() == 0
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 def _timeout() -> httpx.Timeout:
