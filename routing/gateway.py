@@ -634,6 +634,20 @@ def floored_usage(
     )
 
 
+def may_reason(admission: Admission, body: dict[str, Any], endpoint: EndpointSnap) -> bool:
+    """May this endpoint think before it answers (a reasoning model not told to keep its
+    thinking minimal)? Then it gets the longer first-token floor and idle limit."""
+    if body.get("reasoning_effort") in ("none", "minimal"):
+        return False
+    return any(m.id == endpoint.model_id and m.reasoning_levels for m in admission.models)
+
+
+def record_speed(endpoint: EndpointSnap, tokens: int, seconds: float) -> None:
+    """The endpoint's output speed, from answers long enough to measure."""
+    if tokens >= 8 and seconds >= 0.05:
+        health_book.record_speed(endpoint.key, tokens / seconds)
+
+
 async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]:
     body = upstream_body(request, admission)
     attempts: list[router.Attempt] = []
@@ -641,8 +655,15 @@ async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]
     async def attempt(endpoint: EndpointSnap):
         _check_room(admission, attempts, endpoint)
         started = time.perf_counter()
-        result = await router.call_chat_once(endpoint, attempt_body(body, admission, endpoint))
-        health_book.record_success(endpoint.key, ttft_ms=(time.perf_counter() - started) * 1000)
+        result = await router.call_chat_once(
+            endpoint,
+            attempt_body(body, admission, endpoint),
+            reasoning=may_reason(admission, body, endpoint),
+        )
+        elapsed = time.perf_counter() - started
+        health_book.record_success(endpoint.key, ttft_ms=elapsed * 1000)
+        # The whole answer's time, its first token's wait included: a slow-side speed.
+        record_speed(endpoint, result[1].completion_tokens, elapsed)
         return result
 
     # In a task of its own, so that a client hanging up doesn't cancel a call the provider
@@ -731,8 +752,13 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
 
     async def attempt(endpoint: EndpointSnap):
         _check_room(admission, attempts, endpoint)
-        result = await router.open_stream_once(endpoint, attempt_body(body, admission, endpoint))
+        result = await router.open_stream_once(
+            endpoint,
+            attempt_body(body, admission, endpoint),
+            reasoning=may_reason(admission, body, endpoint),
+        )
         health_book.record_success(endpoint.key, ttft_ms=result.ttft_ms)
+        health_book.record_first_token(endpoint.key, result.ttft_ms)
         return result
 
     try:
@@ -815,6 +841,8 @@ async def stream_events(
             failure = error
         if failure is not None:
             health_book.record_failure(endpoint.key)
+        else:
+            record_speed(endpoint, tracker.delivered_tokens, time.perf_counter() - result.first_at)
         # Settled before the last bytes go out: a client that leaves on the usage chunk or
         # [DONE] changes nothing.
         usage, cost = await _bill_stream(

@@ -353,6 +353,22 @@ ROUTING_BREAKER_ERROR_RATE = 0.5
 ROUTING_BREAKER_COOLDOWN_SECONDS = env.float("LLMAPI_BREAKER_COOLDOWN_SECONDS", default=10.0)
 ROUTING_BREAKER_MAX_COOLDOWN = 300.0
 ROUTING_RATE_LIMIT_COOLDOWN = 5.0
+# A slow or silent provider costs a bounded wait, not the whole attempt timeout. A stream's
+# first token must come within max(floor, multiplier x the endpoint's p95 time to first token)
+# (the default while it is unmeasured; a longer floor when the model may think first), and
+# then no gap between reads may pass the idle limit. A non-streamed answer gets that limit
+# plus its output cap at the endpoint's measured output speed. All within the attempt timeout.
+ROUTING_FIRST_TOKEN_MULTIPLIER = env.float("LLMAPI_FIRST_TOKEN_MULTIPLIER", default=4.0)
+ROUTING_FIRST_TOKEN_FLOOR_SECONDS = env.float("LLMAPI_FIRST_TOKEN_FLOOR_SECONDS", default=5.0)
+ROUTING_REASONING_FIRST_TOKEN_FLOOR_SECONDS = env.float(
+    "LLMAPI_REASONING_FIRST_TOKEN_FLOOR_SECONDS", default=20.0
+)
+ROUTING_FIRST_TOKEN_DEFAULT_SECONDS = env.float("LLMAPI_FIRST_TOKEN_DEFAULT_SECONDS", default=15.0)
+ROUTING_STREAM_IDLE_SECONDS = env.float("LLMAPI_STREAM_IDLE_SECONDS", default=10.0)
+ROUTING_REASONING_STREAM_IDLE_SECONDS = env.float(
+    "LLMAPI_REASONING_STREAM_IDLE_SECONDS", default=30.0
+)
+ROUTING_DEFAULT_TOKENS_PER_SECOND = env.float("LLMAPI_DEFAULT_TOKENS_PER_SECOND", default=20.0)
 
 LOGGING = {
     "version": 1,

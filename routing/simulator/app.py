@@ -146,8 +146,11 @@ async def _chat(
             headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
         )
         cut_after = profile.cut_after_tokens if kind == "cut" else None
+        stall_after = profile.cut_after_tokens if kind == "stall_mid" else None
         frames = wire.frames(chat, output, usage)
-        delivered = await send(request, response, frames, profile, cut_after=cut_after)
+        delivered = await send(
+            request, response, frames, profile, cut_after=cut_after, stall_after=stall_after
+        )
         if delivered and kind is None:
             stats.ok += 1
             stats.completion_tokens += usage.completion_tokens
@@ -157,6 +160,8 @@ async def _chat(
     await wait_latency(profile, output.completion_tokens)
     if kind == "cut":
         return await faults.cut_body(request, body, content_type="application/json")
+    if kind == "stall_mid":
+        return await faults.stall_body(request, body, content_type="application/json")
     stats.ok += 1
     stats.completion_tokens += usage.completion_tokens
     return json_response(body)
@@ -214,6 +219,8 @@ async def _embeddings(
             return web.Response()
         if kind == "cut":
             return await faults.cut_body(request, render(), content_type="application/json")
+        if kind == "stall_mid":
+            return await faults.stall_body(request, render(), content_type="application/json")
         return wire.fault(kind, profile.retry_after)
     await wait_latency(profile)
     body = render()

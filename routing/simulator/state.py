@@ -19,7 +19,7 @@ import orjson
 from .generation import CACHE_MIN_TOKENS, DEFAULT_OUTPUT_TOKENS
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "catalog" / "catalog.json"
-ERROR_KINDS = ("429", "500", "503", "stall", "reset", "cut")
+ERROR_KINDS = ("429", "500", "503", "stall", "reset", "cut", "stall_mid")
 WILDCARD = "*"  # in make_app(profiles=...): applies to every provider, known or not
 MAX_PROMPT_CACHE = 100_000  # remembered prompts; forgotten all at once beyond that
 
@@ -35,7 +35,7 @@ class Profile:
     error_rate: float = 0.0  # 0..1, deterministic: see Provider.next_fault
     error_kind: str = "500"
     retry_after: float = 1.0  # seconds, sent with 429s
-    cut_after_tokens: int = 3  # how far a "cut" stream gets
+    cut_after_tokens: int = 3  # how far a "cut" or "stall_mid" stream gets
     output_tokens: int = DEFAULT_OUTPUT_TOKENS  # the answer's natural length, before max tokens
 
     def updated(self, changes: Mapping[str, Any]) -> Profile:
