@@ -9,6 +9,7 @@ from django.core import signing
 from django.db.models import QuerySet
 from django.http import Http404
 
+from accounts import keyformat
 from accounts.api_key_auth import AuthenticatedKey, KeyRejected, aauthenticate, authenticate
 from accounts.models import APIKey, AuditLog, Invitation, Membership, Organization, User
 from accounts.services.invitations import TOKEN_SALT
@@ -21,6 +22,7 @@ __all__ = [
     "api_key_authenticate_async",
     "api_key_authenticated_by_id",
     "api_key_get",
+    "api_key_well_formed",
     "api_key_list",
     "audit_log_list",
     "invitation_from_token",
@@ -39,6 +41,12 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     """The gateway's door: a bearer token in, the key and its organization out, or
     KeyRejected. Zero queries when the key is warm."""
     return authenticate(raw_key)
+
+
+def api_key_well_formed(raw_key: str) -> bool:
+    """Shape and checksum of a bearer token, without a query or a cache lookup: cheap enough to
+    refuse junk before a request's body is read."""
+    return bool(raw_key) and keyformat.is_well_formed(raw_key)
 
 
 async def api_key_authenticate_async(*, raw_key: str) -> AuthenticatedKey:

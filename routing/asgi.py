@@ -37,6 +37,18 @@ class GatewayASGIHandler(ASGIHandler):
         get_response = self._get_response_async if is_async else self._get_response
         self._middleware_chain = convert_exception_to_response(get_response)
 
+    def create_request(self, scope, body_file):
+        request, error_response = super().create_request(scope, body_file)
+        if request is not None and not request.META.get("CONTENT_LENGTH"):
+            # A chunked body has no Content-Length, and DRF reads none without one: state the
+            # size of what was received (the body limit already bounded it).
+            body_file.seek(0, 2)
+            size = body_file.tell()
+            body_file.seek(0)
+            if size:
+                request.META["CONTENT_LENGTH"] = str(size)
+        return request, error_response
+
     async def handle(self, scope, receive, send):
         try:
             body_file = await self.read_body(receive)
@@ -81,3 +93,97 @@ def split_api(api_app, site_app):
         return await site_app(scope, receive, send)
 
     return app
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def _refuse(send, error) -> None:
+    """Answer a GatewayError before the app runs, and close the connection: its unread body is
+    never read (uvicorn drains a kept-alive connection's leftover body)."""
+    import orjson
+
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": "authentication_error"
+                if error.status_code == 401
+                else "invalid_request_error",
+                "param": error.param,
+                "code": error.error_code,
+            }
+        }
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    headers += [(k.encode(), v.encode()) for k, v in error.extra_headers.items()]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def limit_body(app):
+    """Bound every HTTP request body before anything reads it: a declared Content-Length over
+    the path's limit, or a chunked body once it crosses it, answers 413; an API request with a
+    body but no well-formed key answers 401 before a byte of the body is read. Costs a header
+    scan and a byte count per request."""
+    from accounts.selectors import api_key_well_formed
+    from routing.api.base import (
+        BAD_KEY,
+        MISSING_KEY,
+        bearer_token,
+        body_limit,
+        too_large,
+        unauthorized,
+    )
+
+    async def guarded(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        path = scope["path"]
+        limit = body_limit(path)
+        length = None
+        chunked = False
+        authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        if length is not None and length > limit:
+            return await _refuse(send, too_large(limit))
+        if path.startswith(API_PREFIX) and (chunked or length) and scope["method"] in _BODY_METHODS:
+            token = bearer_token(authorization)
+            if token is None:
+                return await _refuse(send, unauthorized(MISSING_KEY, "missing_api_key"))
+            if not api_key_well_formed(token):
+                return await _refuse(send, unauthorized(BAD_KEY, "invalid_api_key"))
+
+        received = 0
+        refused = False
+
+        async def counted_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    await _refuse(send, too_large(limit))
+                    # The app sees a client that left: Django stops reading and answers nothing.
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+
+        return await app(scope, counted_receive, guarded_send)
+
+    return guarded

@@ -7,6 +7,8 @@ other wire formats drop what they don't understand.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,20 +36,25 @@ class ChatRequest:
     wants_json: bool
 
 
-def _int(body: dict, name: str, *, minimum: int = 1) -> int | None:
+def _int(body: dict, name: str, *, minimum: int = 1, maximum: int = 2**31 - 1) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise bad_request(f"'{name}' must be an integer of at least {minimum}.", param=name)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise bad_request(f"'{name}' must be an integer from {minimum} to {maximum}.", param=name)
     return value
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a real number (not a bool, NaN or an infinity)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _number(body: dict, name: str, low: float, high: float) -> None:
     value = body.get(name)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+    if not _finite(value) or not low <= value <= high:
         raise bad_request(f"'{name}' must be a number between {low:g} and {high:g}.", param=name)
 
 
@@ -59,16 +66,24 @@ def _slugs(value: Any, name: str) -> tuple[str, ...]:
     return tuple(v.strip().lower() for v in value)
 
 
+# A bound above any real price (USD per 1M tokens): larger means "no limit".
+_PRICE_CEILING = Decimal(1_000_000)
+
+
 def _price(value: Any, name: str) -> int | None:
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise bad_request(f"'{name}' must be a price in USD per 1M tokens.", param=name)
     try:
-        usd = Decimal(str(value))
+        usd = Decimal(str(value).strip())
     except InvalidOperation:
         raise bad_request(f"'{name}' must be a price in USD per 1M tokens.", param=name) from None
+    if not usd.is_finite():
+        raise bad_request(f"'{name}' must be a finite price in USD per 1M tokens.", param=name)
     if usd < 0:
         raise bad_request(f"'{name}' can't be negative.", param=name)
-    return int(usd * NANO_PER_USD)
+    return int(min(usd, _PRICE_CEILING) * NANO_PER_USD)
 
 
 def parse_preferences(raw: Any) -> tuple[Preferences, str | None]:
@@ -79,13 +94,15 @@ def parse_preferences(raw: Any) -> tuple[Preferences, str | None]:
     sort = raw.get("sort")
     if isinstance(sort, dict):  # OpenRouter also accepts {"by": "price", ...}
         sort = sort.get("by")
-    if sort is not None and sort not in STRATEGIES:
+    if sort is not None and not (isinstance(sort, str) and sort in STRATEGIES):
         raise bad_request(
             f"'provider.sort' must be one of {', '.join(STRATEGIES)}.", param="provider.sort"
         )
     allow = raw.get("allow_fallbacks", True)
     if not isinstance(allow, bool):
-        raise bad_request("'provider.allow_fallbacks' must be true or false.")
+        raise bad_request(
+            "'provider.allow_fallbacks' must be true or false.", param="provider.allow_fallbacks"
+        )
     max_price = raw.get("max_price") or {}
     if not isinstance(max_price, dict):
         raise bad_request("'provider.max_price' must be an object.", param="provider.max_price")
@@ -99,10 +116,10 @@ def parse_preferences(raw: Any) -> tuple[Preferences, str | None]:
         (latency, "preferred_max_latency"),
         (throughput, "preferred_min_throughput"),
     ):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-        ):
-            raise bad_request(f"'provider.{name}' must be a positive number.")
+        if value is not None and (not _finite(value) or value < 0):
+            raise bad_request(
+                f"'provider.{name}' must be a positive number.", param=f"provider.{name}"
+            )
     prefs = Preferences(
         order=_slugs(raw.get("order"), "provider.order"),
         only=_slugs(raw.get("only"), "provider.only"),
@@ -116,6 +133,115 @@ def parse_preferences(raw: Any) -> tuple[Preferences, str | None]:
         preferred_min_throughput=throughput,
     )
     return prefs, sort
+
+
+IMAGE_DETAILS = frozenset({"auto", "low", "high"})
+# Tool and function names as OpenAI takes them (and Anthropic and Gemini can carry).
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _require(ok: bool, param: str, message: str) -> None:
+    if not ok:
+        raise bad_request(f"'{param}' {message}", param=param)
+
+
+def _optional_str(parent: dict, name: str, where: str) -> None:
+    value = parent.get(name)
+    _require(value is None or isinstance(value, str), f"{where}.{name}", "must be a string.")
+
+
+def _check_image_url(part: dict, where: str) -> None:
+    image = part.get("image_url")
+    _require(
+        isinstance(image, dict),
+        f"{where}.image_url",
+        'must be an object: {"url": "https://..." or "data:image/...", "detail": "auto"}.',
+    )
+    url = image.get("url")
+    _require(
+        isinstance(url, str) and url.startswith(("http://", "https://", "data:image/")),
+        f"{where}.image_url.url",
+        "must be an http(s) URL or an image data URL.",
+    )
+    detail = image.get("detail")
+    _require(
+        detail is None or (isinstance(detail, str) and detail in IMAGE_DETAILS),
+        f"{where}.image_url.detail",
+        "must be auto, low or high.",
+    )
+
+
+def _check_part(part: Any, where: str) -> bool:
+    """One content part; True when it is an image."""
+    _require(
+        isinstance(part, dict) and isinstance(part.get("type"), str) and part["type"],
+        where,
+        "must be an object with a 'type'.",
+    )
+    kind = part["type"]
+    if kind == "text":
+        _require(isinstance(part.get("text"), str), f"{where}.text", "must be a string.")
+    elif kind == "image_url":
+        _check_image_url(part, where)
+        return True
+    elif kind == "input_audio":
+        audio = part.get("input_audio")
+        _require(
+            isinstance(audio, dict)
+            and isinstance(audio.get("data"), str)
+            and isinstance(audio.get("format"), str)
+            and audio["format"].isalnum(),
+            f"{where}.input_audio",
+            'must be {"data": base64 audio, "format": "wav" or "mp3"}.',
+        )
+    elif kind == "file":
+        file = part.get("file")
+        _require(isinstance(file, dict), f"{where}.file", "must be an object.")
+        for name in ("file_data", "file_id", "filename"):
+            _optional_str(file, name, f"{where}.file")
+        _require(
+            isinstance(file.get("file_data"), str) or isinstance(file.get("file_id"), str),
+            f"{where}.file",
+            "must hold 'file_data' (a data URL) or a 'file_id'.",
+        )
+    elif kind == "refusal":
+        _require(isinstance(part.get("refusal"), str), f"{where}.refusal", "must be a string.")
+    return False
+
+
+def _check_function_call(call: Any, where: str) -> None:
+    """An assistant's tool call (or legacy function_call): a name and JSON arguments text."""
+    _require(isinstance(call, dict), where, "must be an object.")
+    function = call.get("function") if "function" in call or "type" in call else call
+    _require(
+        isinstance(function, dict),
+        f"{where}.function",
+        'must be {"name": ..., "arguments": "<JSON text>"}.',
+    )
+    name = function.get("name")
+    _require(
+        isinstance(name, str) and bool(name),
+        f"{where}.function.name" if function is not call else f"{where}.name",
+        "must be a function name.",
+    )
+    arguments = function.get("arguments")
+    _require(
+        arguments is None or isinstance(arguments, str),
+        f"{where}.function.arguments" if function is not call else f"{where}.arguments",
+        "must be a string of JSON.",
+    )
+
+
+def _check_tool_calls(calls: Any, where: str) -> None:
+    _require(isinstance(calls, list), f"{where}.tool_calls", "must be a list of tool calls.")
+    for k, call in enumerate(calls):
+        at = f"{where}.tool_calls[{k}]"
+        _require(isinstance(call, dict), at, "must be an object.")
+        _require(
+            isinstance(call.get("id"), str) and bool(call["id"]), f"{at}.id", "must be a string."
+        )
+        _require(call.get("type", "function") == "function", f"{at}.type", "must be 'function'.")
+        _check_function_call(call, at)
 
 
 def _check_messages(messages: Any) -> tuple[bool, bool]:
@@ -134,31 +260,21 @@ def _check_messages(messages: Any) -> tuple[bool, bool]:
             )
         content = message.get("content")
         if content is None:
-            if role != "assistant" or not message.get("tool_calls"):
-                if role != "assistant":
-                    raise bad_request(f"'{where}.content' is required.", param=f"{where}.content")
+            if role != "assistant":
+                raise bad_request(f"'{where}.content' is required.", param=f"{where}.content")
         elif isinstance(content, list):
             for j, part in enumerate(content):
-                if not isinstance(part, dict) or "type" not in part:
-                    raise bad_request(
-                        f"'{where}.content[{j}]' must be an object with a 'type'.",
-                        param=f"{where}.content[{j}]",
-                    )
-                if part["type"] == "image_url":
-                    url = (part.get("image_url") or {}).get("url")
-                    if not isinstance(url, str) or not url.startswith(
-                        ("http://", "https://", "data:image/")
-                    ):
-                        raise bad_request(
-                            f"'{where}.content[{j}].image_url.url' must be an http(s) URL or an "
-                            "image data URL.",
-                            param=f"{where}.content[{j}].image_url.url",
-                        )
-                    has_images = True
+                has_images = _check_part(part, f"{where}.content[{j}]") or has_images
         elif not isinstance(content, str):
             raise bad_request(
                 f"'{where}.content' must be a string or a list of parts.", param=f"{where}.content"
             )
+        _optional_str(message, "name", where)
+        if message.get("tool_calls") is not None:
+            _require(role == "assistant", f"{where}.tool_calls", "belong to assistant messages.")
+            _check_tool_calls(message["tool_calls"], where)
+        if message.get("function_call") is not None:
+            _check_function_call(message["function_call"], f"{where}.function_call")
         if role == "tool":
             has_tool_messages = True
             if not isinstance(message.get("tool_call_id"), str):
@@ -171,39 +287,56 @@ def _check_messages(messages: Any) -> tuple[bool, bool]:
 
 def _check_tools(body: dict) -> bool:
     tools = body.get("tools")
-    if tools is None:
-        return False
-    if not isinstance(tools, list):
-        raise bad_request("'tools' must be a list.", param="tools")
-    for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if (
-            not isinstance(tool, dict)
-            or tool.get("type", "function") != "function"
-            or not isinstance(function, dict)
-            or not isinstance(function.get("name"), str)
-            or not function["name"]
-        ):
-            raise bad_request(
-                f'\'tools[{i}]\' must be {{"type": "function", "function": {{"name": ...}}}}.',
-                param=f"tools[{i}]",
+    if tools is not None:
+        _require(isinstance(tools, list), "tools", "must be a list.")
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            _require(
+                isinstance(tool, dict)
+                and tool.get("type", "function") == "function"
+                and isinstance(function, dict),
+                f"tools[{i}]",
+                'must be {"type": "function", "function": {"name": ...}}.',
             )
-        parameters = function.get("parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise bad_request(
-                f"'tools[{i}].function.parameters' must be a JSON Schema object.",
-                param=f"tools[{i}].function.parameters",
+            name = function.get("name")
+            _require(
+                isinstance(name, str) and bool(_NAME.fullmatch(name)),
+                f"tools[{i}].function.name",
+                "must be 1 to 64 letters, digits, '_', '-', '.' or ':'.",
+            )
+            _optional_str(function, "description", f"tools[{i}].function")
+            parameters = function.get("parameters")
+            _require(
+                parameters is None or isinstance(parameters, dict),
+                f"tools[{i}].function.parameters",
+                "must be a JSON Schema object.",
+            )
+            strict = function.get("strict")
+            _require(
+                strict is None or isinstance(strict, bool),
+                f"tools[{i}].function.strict",
+                "must be true or false.",
             )
     choice = body.get("tool_choice")
     if choice is not None and not (
-        choice in ("none", "auto", "required")
+        (isinstance(choice, str) and choice in ("none", "auto", "required"))
         or (
-            isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str)
+            isinstance(choice, dict)
+            and choice.get("type", "function") == "function"
+            and isinstance(choice.get("function"), dict)
+            and isinstance(choice["function"].get("name"), str)
+            and bool(choice["function"]["name"])
         )
     ):
         raise bad_request(
             "'tool_choice' must be none, auto, required or a named function.", param="tool_choice"
         )
+    parallel = body.get("parallel_tool_calls")
+    _require(
+        parallel is None or isinstance(parallel, bool),
+        "parallel_tool_calls",
+        "must be true or false.",
+    )
     return bool(tools)
 
 
@@ -212,14 +345,19 @@ def _check_response_format(body: dict) -> bool:
     if response_format is None:
         return False
     kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind not in ("text", "json_object", "json_schema"):
+    if not isinstance(kind, str) or kind not in ("text", "json_object", "json_schema"):
         raise bad_request(
             "'response_format.type' must be text, json_object or json_schema.",
             param="response_format",
         )
     if kind == "json_schema":
-        schema = response_format.get("json_schema")
-        if not isinstance(schema, dict) or not isinstance(schema.get("schema", {}), dict):
+        spec = response_format.get("json_schema")
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("name", ""), str)
+            or not isinstance(spec.get("schema", {}), dict)
+            or not isinstance(spec.get("strict", False), bool | None)
+        ):
             raise bad_request(
                 "'response_format.json_schema' must hold a 'name' and a 'schema' object.",
                 param="response_format.json_schema",
@@ -303,6 +441,12 @@ def parse_chat(body: Any) -> ChatRequest:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object.", param="stream_options")
+    include_usage = options.get("include_usage")
+    _require(
+        include_usage is None or isinstance(include_usage, bool),
+        "stream_options.include_usage",
+        "must be true or false.",
+    )
     effort = body.get("reasoning_effort")
     if effort is not None and (not isinstance(effort, str) or effort not in REASONING_EFFORTS):
         raise bad_request(
@@ -313,12 +457,14 @@ def parse_chat(body: Any) -> ChatRequest:
     has_tools = _check_tools(body)
     wants_json = _check_response_format(body)
     prefs, sort = parse_preferences(body.get("provider"))
-    strategy = body.get("route") if body.get("route") in STRATEGIES else None
+    route = body.get("route")
+    strategy = route if isinstance(route, str) and route in STRATEGIES else None
     hedge = body.get("hedge_after_ms")
-    if hedge is not None and (
-        isinstance(hedge, bool) or not isinstance(hedge, int | float) or hedge < 0
-    ):
-        raise bad_request("'hedge_after_ms' must be a positive number.", param="hedge_after_ms")
+    if hedge is not None and (not _finite(hedge) or not 0 <= hedge <= 3_600_000):
+        raise bad_request(
+            "'hedge_after_ms' must be a number of milliseconds from 0 to 3600000.",
+            param="hedge_after_ms",
+        )
     return ChatRequest(
         body=body,
         model_names=tuple(names),

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from asgiref.sync import sync_to_async
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -22,7 +23,6 @@ from accounts.models import Organization, User
 from accounts.permissions import Perm, role_can
 from accounts.selectors import AuthenticatedKey, membership_find
 from routing import gateway
-from routing.api.base import MAX_BODY_BYTES
 from routing.errors import GatewayError, bad_request
 from routing.models import RoutingStrategy
 from routing.policy import STRATEGY_HELP, routing_policy_update
@@ -231,7 +231,7 @@ def _gateway_error(error: GatewayError) -> HttpResponse:
 
 def playground_body(raw: bytes) -> dict[str, Any]:
     """The browser sends only what the page offers; the rest is fixed here."""
-    if len(raw) > MAX_BODY_BYTES:
+    if len(raw) > settings.REQUEST_BODY_MAX_BYTES:
         raise GatewayError(413, "The conversation is too long to send.", code="too_large")
     try:
         data = orjson.loads(raw)

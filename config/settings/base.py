@@ -340,6 +340,11 @@ ROUTING_CONNECT_TIMEOUT = env.float("LLMAPI_CONNECT_TIMEOUT", default=5.0)
 ROUTING_ATTEMPT_TIMEOUT = env.float("LLMAPI_ATTEMPT_TIMEOUT", default=60.0)
 ROUTING_MAX_ATTEMPTS = env.int("LLMAPI_MAX_ATTEMPTS", default=4)
 ROUTING_BACKOFF_SECONDS = env.float("LLMAPI_BACKOFF_SECONDS", default=0.1)
+# Image URLs bound for self-hosted endpoints are fetched by us (routing.imagefetch) and inlined.
+# Loopback stays refused outside tests; size and time caps bound what one image can cost.
+ROUTING_IMAGE_FETCH_ALLOW_LOOPBACK = False
+ROUTING_IMAGE_FETCH_MAX_BYTES = env.int("LLMAPI_IMAGE_FETCH_MAX_BYTES", default=10 * 1024 * 1024)
+ROUTING_IMAGE_FETCH_TIMEOUT = env.float("LLMAPI_IMAGE_FETCH_TIMEOUT", default=10.0)
 # How long a stream whose client went away is still read, for the provider's usage.
 ROUTING_DRAIN_SECONDS = env.float("LLMAPI_DRAIN_SECONDS", default=30.0)
 # A caller without max_tokens whose credit can't hold the model's maximum output gets a lower
@@ -396,6 +401,11 @@ LOGGING = {
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024  # image data URLs make big chat bodies
+# Request bodies: refused with 413 as soon as they cross the limit (Content-Length up front, a
+# chunked body as it arrives), before a view reads them. Longest matching path prefix wins.
+REQUEST_BODY_MAX_BYTES = env.int("LLMAPI_REQUEST_BODY_MAX_BYTES", default=20 * 1024 * 1024)
+# /v1/files: a 200 MiB batch file (BATCH_MAX_FILE_BYTES) and its multipart envelope.
+REQUEST_BODY_LIMITS = {"/v1/files": 200 * 1024 * 1024 + 65536}
 
 # Billing: spend holds (billing.holds), settlement and alerts. Money is integer nano-USD.
 BILLING_REDIS_PREFIX = env("LLMAPI_BILLING_REDIS_PREFIX", default="bill")

@@ -8,6 +8,7 @@ import uuid
 
 import orjson
 from adrf.views import APIView
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
@@ -16,7 +17,6 @@ from accounts.selectors import AuthenticatedKey, KeyRejected, api_key_authentica
 from config.logging import request_id, trace_parent
 from routing.errors import GatewayError
 
-MAX_BODY_BYTES = 20 * 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
@@ -91,34 +91,53 @@ class GatewayApiView(APIView):
         return self.response
 
 
-async def authenticate(request) -> AuthenticatedKey:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
+MISSING_KEY = "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+BAD_KEY = "Incorrect API key provided."
+
+
+def bearer_token(header: str) -> str | None:
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise GatewayError(
-            401,
-            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
-            code="missing_api_key",
-            headers={"www-authenticate": 'Bearer realm="api"'},
-        )
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def unauthorized(message: str, code: str) -> GatewayError:
+    return GatewayError(401, message, code=code, headers={"www-authenticate": 'Bearer realm="api"'})
+
+
+async def authenticate(request) -> AuthenticatedKey:
+    token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    if token is None:
+        raise unauthorized(MISSING_KEY, "missing_api_key")
     try:
-        return await api_key_authenticate_async(raw_key=token.strip())
+        return await api_key_authenticate_async(raw_key=token)
     except KeyRejected as rejected:
-        raise GatewayError(
-            401,
-            rejected.reason,
-            code=rejected.code,
-            headers={"www-authenticate": 'Bearer realm="api"'},
-        ) from None
+        raise unauthorized(rejected.reason, rejected.code) from None
+
+
+def body_limit(path: str) -> int:
+    """The most bytes a request body to `path` may have (longest matching prefix)."""
+    best, limit = -1, settings.REQUEST_BODY_MAX_BYTES
+    for prefix, bytes_ in settings.REQUEST_BODY_LIMITS.items():
+        if path.startswith(prefix) and len(prefix) > best:
+            best, limit = len(prefix), bytes_
+    return limit
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"The request body is over the {limit // (1024 * 1024)} MiB limit for this endpoint.",
+        code="request_too_large",
+    )
 
 
 def read_json(request):
     """The parsed body, with size and type checked (errors in the OpenAI shape)."""
     length = request.META.get("CONTENT_LENGTH")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise GatewayError(
-            413, f"The request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB.", code="too_large"
-        )
+    limit = body_limit(request.path)
+    if length and length.isdigit() and int(length) > limit:
+        raise too_large(limit)
     content_type = request.content_type or ""
     if content_type and not content_type.startswith("application/json"):
         raise GatewayError(

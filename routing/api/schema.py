@@ -6,7 +6,12 @@ wire format for the docs page, client generators and schemathesis.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 
 
@@ -22,22 +27,182 @@ class ErrorResponse(serializers.Serializer):
     error = ErrorDetail()
 
 
+def _object(properties: dict, required: tuple[str, ...] = (), **extra) -> dict:
+    return {"type": "object", "properties": properties, "required": list(required), **extra}
+
+
+_STRING = {"type": "string"}
+TEXT_PART = _object({"type": {"enum": ["text"]}, "text": _STRING}, ("type", "text"))
+IMAGE_PART = _object(
+    {
+        "type": {"enum": ["image_url"]},
+        "image_url": _object(
+            {
+                "url": {
+                    "type": "string",
+                    "pattern": "^(https?://|data:image/)",
+                    "description": "An http(s) URL or an image data URL.",
+                },
+                "detail": {"enum": ["auto", "low", "high"]},
+            },
+            ("url",),
+        ),
+    },
+    ("type", "image_url"),
+)
+AUDIO_PART = _object(
+    {
+        "type": {"enum": ["input_audio"]},
+        "input_audio": _object(
+            {
+                "data": {**_STRING, "description": "Base64 audio."},
+                "format": {"enum": ["wav", "mp3"]},
+            },
+            ("data", "format"),
+        ),
+    },
+    ("type", "input_audio"),
+)
+FILE_PART = _object(
+    {
+        "type": {"enum": ["file"]},
+        "file": _object(
+            {
+                "file_data": {**_STRING, "description": "A data URL."},
+                "file_id": _STRING,
+                "filename": _STRING,
+            },
+            minProperties=1,
+        ),
+    },
+    ("type", "file"),
+)
+REFUSAL_PART = _object({"type": {"enum": ["refusal"]}, "refusal": _STRING}, ("type", "refusal"))
+CONTENT = {
+    "oneOf": [
+        _STRING,
+        {
+            "type": "array",
+            "items": {"oneOf": [TEXT_PART, IMAGE_PART, AUDIO_PART, FILE_PART, REFUSAL_PART]},
+        },
+    ],
+    "nullable": True,
+    "description": "A string, or a list of parts (text, image_url, input_audio, file; "
+    "refusal in assistant messages). Null only in assistant messages.",
+}
+FUNCTION_CALL = _object(
+    {"name": {**_STRING, "minLength": 1}, "arguments": {**_STRING, "description": "JSON text."}},
+    ("name", "arguments"),
+)
+TOOL_CALLS = {
+    "type": "array",
+    "items": _object(
+        {
+            "id": {**_STRING, "minLength": 1},
+            "type": {"enum": ["function"]},
+            "function": FUNCTION_CALL,
+        },
+        ("id", "type", "function"),
+    ),
+    "description": "Assistant messages only.",
+}
+TOOLS = {
+    "type": "array",
+    "items": _object(
+        {
+            "type": {"enum": ["function"]},
+            "function": _object(
+                {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                    "description": _STRING,
+                    "parameters": {"type": "object", "description": "A JSON Schema."},
+                    "strict": {"type": "boolean"},
+                },
+                ("name",),
+            ),
+        },
+        ("type", "function"),
+    ),
+}
+TOOL_CHOICE = {
+    "oneOf": [
+        {"enum": ["none", "auto", "required"]},
+        _object(
+            {
+                "type": {"enum": ["function"]},
+                "function": _object({"name": {**_STRING, "minLength": 1}}, ("name",)),
+            },
+            ("type", "function"),
+        ),
+    ]
+}
+RESPONSE_FORMAT = {
+    "oneOf": [
+        _object({"type": {"enum": ["text", "json_object"]}}, ("type",)),
+        _object(
+            {
+                "type": {"enum": ["json_schema"]},
+                "json_schema": _object(
+                    {
+                        "name": _STRING,
+                        "schema": {"type": "object", "description": "A JSON Schema."},
+                        "strict": {"type": "boolean"},
+                    },
+                    ("name",),
+                ),
+            },
+            ("type", "json_schema"),
+        ),
+    ]
+}
+
+
+@extend_schema_field(CONTENT)
+class ContentField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(TOOL_CALLS)
+class ToolCallsField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(TOOLS)
+class ToolsField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(TOOL_CHOICE)
+class ToolChoiceField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(RESPONSE_FORMAT)
+class ResponseFormatField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(FUNCTION_CALL)
+class FunctionCallField(serializers.JSONField):
+    pass
+
+
 class ChatMessage(serializers.Serializer):
     role = serializers.ChoiceField(["system", "developer", "user", "assistant", "tool"])
-    content = serializers.JSONField(
-        required=False,
-        allow_null=True,
-        help_text="A string, or a list of parts: {type: text, text} and "
-        "{type: image_url, image_url: {url}} (https URL or data URL).",
-    )
+    content = ContentField(required=False, allow_null=True)
     name = serializers.CharField(required=False)
-    tool_call_id = serializers.CharField(required=False)
-    tool_calls = serializers.JSONField(required=False)
+    tool_call_id = serializers.CharField(
+        required=False, help_text="Required in tool messages: the call it answers."
+    )
+    tool_calls = ToolCallsField(required=False)
+    function_call = FunctionCallField(required=False, help_text="Deprecated: use tool_calls.")
 
 
 class MaxPrice(serializers.Serializer):
-    prompt = serializers.DecimalField(max_digits=12, decimal_places=6, required=False)
-    completion = serializers.DecimalField(max_digits=12, decimal_places=6, required=False)
+    prompt = serializers.DecimalField(max_digits=12, decimal_places=6, min_value=0, required=False)
+    completion = serializers.DecimalField(
+        max_digits=12, decimal_places=6, min_value=0, required=False
+    )
 
 
 class ProviderPreferences(serializers.Serializer):
@@ -47,8 +212,12 @@ class ProviderPreferences(serializers.Serializer):
     allow_fallbacks = serializers.BooleanField(required=False, default=True)
     sort = serializers.ChoiceField(["price", "latency", "throughput"], required=False)
     max_price = MaxPrice(required=False, help_text="USD per 1M tokens.")
-    preferred_max_latency = serializers.FloatField(required=False, help_text="Seconds (p50).")
-    preferred_min_throughput = serializers.FloatField(required=False, help_text="Tokens/s.")
+    preferred_max_latency = serializers.FloatField(
+        min_value=0, required=False, help_text="Seconds (p50)."
+    )
+    preferred_min_throughput = serializers.FloatField(
+        min_value=0, required=False, help_text="Tokens/s."
+    )
 
 
 class StreamOptions(serializers.Serializer):
@@ -65,19 +234,23 @@ class ChatCompletionRequest(serializers.Serializer):
     max_completion_tokens = serializers.IntegerField(min_value=1, required=False)
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
     top_p = serializers.FloatField(min_value=0, max_value=1, required=False)
-    stop = serializers.JSONField(required=False)
+    stop = serializers.JSONField(required=False, help_text="A string or up to 4 strings.")
     stream = serializers.BooleanField(required=False, default=False)
     stream_options = StreamOptions(required=False)
-    tools = serializers.JSONField(required=False)
-    tool_choice = serializers.JSONField(required=False)
-    response_format = serializers.JSONField(required=False)
+    tools = ToolsField(required=False)
+    tool_choice = ToolChoiceField(required=False)
+    parallel_tool_calls = serializers.BooleanField(required=False)
+    response_format = ResponseFormatField(required=False)
     reasoning_effort = serializers.ChoiceField(
         ["none", "minimal", "low", "medium", "high"], required=False
     )
     provider = ProviderPreferences(required=False)
     route = serializers.ChoiceField(["price", "latency", "throughput"], required=False)
     hedge_after_ms = serializers.FloatField(
-        min_value=0, required=False, help_text="Race a second provider if the first is slower."
+        min_value=0,
+        max_value=3_600_000,
+        required=False,
+        help_text="Race a second provider if the first is slower.",
     )
 
 

@@ -85,4 +85,4 @@ def test_an_oversized_body_is_413(gateway):
         timeout=60,
     )
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "too_large"
+    assert response.json()["error"]["code"] == "request_too_large"
