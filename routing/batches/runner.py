@@ -170,10 +170,15 @@ async def _call(
             clean,
             discount_percent=discount,
             generation_id=attempt.generation_id,
+            rate_limited=False,
         )
     else:
         chat = parse_chat({**body, "stream": False})
-        admission = await gateway.admit_chat(key, chat, generation_id=attempt.generation_id)
+        # Not under the RPM/TPM limits sized for interactive traffic (a big batch would use up
+        # the minute and fail its items): the batch caps on calls in flight bound it instead.
+        admission = await gateway.admit_chat(
+            key, chat, generation_id=attempt.generation_id, rate_limited=False
+        )
         admission.discount_percent = discount
         attempt.admission, attempt.held = admission, True
         answer = await gateway.complete(admission, chat)
