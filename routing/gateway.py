@@ -21,7 +21,7 @@ from accounts.selectors import AuthenticatedKey
 from billing import selectors as billing_selectors
 from billing import services as billing
 from routing import events, policy, router, selectors
-from routing.errors import GatewayError, bad_request
+from routing.errors import GatewayError, bad_request, upstream_failure, upstream_message
 from routing.health import health_book
 from routing.pricing import cost_nanousd, hold_ttl_seconds, nano_to_usd, worst_case_nanousd
 from routing.providers.base import ErrorKind, UpstreamError, Usage
@@ -530,9 +530,19 @@ def attempt_body(body: dict[str, Any], admission: Admission, endpoint) -> dict[s
 
 
 def _shown(attempts: list[router.Attempt]) -> list[dict[str, Any]]:
-    """What the caller needs to see of each attempt (the log has the timings)."""
-    shown = ("provider", "model", "outcome", "status", "message", "duration_ms")
-    return [{k: v for k, v in a.as_dict().items() if k in shown} for a in attempts]
+    """What the caller needs to see of each attempt (the log has the timings, and what the
+    provider said: callers get our words for it)."""
+    shown = ("provider", "model", "outcome", "status", "duration_ms")
+    out = []
+    for a in attempts:
+        item = {k: v for k, v in a.as_dict().items() if k in shown}
+        item["message"] = (
+            ""
+            if a.outcome in ("ok", "cancelled", "pending")
+            else upstream_failure(a.outcome, a.http_status)
+        )
+        out.append(item)
+    return out
 
 
 def failed(error: Exception, admission: Admission) -> GatewayError:
@@ -578,7 +588,9 @@ def failed(error: Exception, admission: Admission) -> GatewayError:
         }.get(error.kind, "invalid_request" if status == 400 else "upstream_error")
         return GatewayError(
             status,
-            f"The provider refused the request: {error.message}",
+            upstream_message(error)
+            if error.from_provider
+            else f"The provider refused the request: {error.message}",
             code=code,
             headers=admission.headers,
         )
@@ -841,7 +853,9 @@ async def stream_events(
                     **base,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
                     "error": {
-                        "message": f"The provider's stream failed: {failure.message}",
+                        "message": upstream_message(failure)
+                        if failure.from_provider
+                        else f"The provider's stream failed: {failure.message}",
                         "type": "upstream_error",
                         "code": str(failure.kind),
                         "param": None,
