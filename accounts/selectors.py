@@ -61,7 +61,7 @@ def api_key_authenticated_by_id(*, key_id: uuid.UUID | str) -> AuthenticatedKey:
         raise KeyRejected("This API key no longer exists.")
     authenticated = AuthenticatedKey.from_instance(key)
     if authenticated.revoked:
-        raise KeyRejected("This API key has been revoked.")
+        raise KeyRejected("This API key has been revoked.", code="revoked_api_key")
     return authenticated
 
 

@@ -21,7 +21,7 @@ from accounts.selectors import AuthenticatedKey
 from billing import selectors as billing_selectors
 from billing import services as billing
 from routing import events, policy, router, selectors
-from routing.errors import GatewayError, bad_request
+from routing.errors import GatewayError, bad_request, upstream_failure, upstream_message
 from routing.health import health_book
 from routing.pricing import cost_nanousd, hold_ttl_seconds, nano_to_usd, worst_case_nanousd
 from routing.providers.base import ErrorKind, UpstreamError, Usage
@@ -153,12 +153,22 @@ def check_key_allows(key: AuthenticatedKey, models: list[ModelSnap]) -> None:
             )
 
 
+def _lower(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 async def admit(key: AuthenticatedKey, *, tokens: int) -> dict[str, str]:
+    """RPM/TPM: the key's own limits, and the organization's: its plan's (or staff's
+    override), narrowed by any it set itself. One limiter round trip for all of them."""
     limits = []
     if key.rpm_limit or key.tpm_limit:
         limits.append(Limit("key", str(key.key_id), key.rpm_limit, key.tpm_limit))
-    if key.org_rpm_limit or key.org_tpm_limit:
-        limits.append(Limit("org", str(key.organization_id), key.org_rpm_limit, key.org_tpm_limit))
+    # Warm in this process's memory (the hold reads it too): no I/O on the hot path.
+    plan = await billing_selectors.billing_snapshot(organization_id=key.organization_id)
+    org_rpm = _lower(key.org_rpm_limit or None, plan.rpm_limit)
+    org_tpm = _lower(key.org_tpm_limit or None, plan.tpm_limit)
+    if org_rpm or org_tpm:
+        limits.append(Limit("org", str(key.organization_id), org_rpm, org_tpm))
     if not limits:
         return {}
     try:
@@ -192,11 +202,17 @@ async def admit(key: AuthenticatedKey, *, tokens: int) -> dict[str, str]:
 
 
 async def admit_chat(
-    key: AuthenticatedKey, request: ChatRequest, *, generation_id: str | None = None
+    key: AuthenticatedKey,
+    request: ChatRequest,
+    *,
+    generation_id: str | None = None,
+    rate_limited: bool = True,
 ) -> Admission:
     """Check, rate-limit and hold a chat request. `generation_id` is given by callers that
     may run the same work twice (a batch item re-run after its worker died): the hold,
-    its settlement and the ledger entry all key on it, so the work is billed once."""
+    its settlement and the ledger entry all key on it, so the work is billed once.
+    `rate_limited=False` (batch items) skips the RPM/TPM limits, sized for interactive
+    traffic: batches have caps of their own on calls in flight."""
     snapshot = await catalog.aget()
     models = resolve_models(snapshot, request.model_names, embeddings=False)
     check_key_allows(key, models)
@@ -247,9 +263,10 @@ async def admit_chat(
         estimate=estimate,
     )
     output_caps(admission, request.body, request.max_tokens)
-    admission.headers = await admit(
-        key, tokens=max(admission.prompt_for(e) for e in candidates) + admission.max_tokens
-    )
+    if rate_limited:
+        admission.headers = await admit(
+            key, tokens=max(admission.prompt_for(e) for e in candidates) + admission.max_tokens
+        )
     if request.hedge_after_ms is not None:
         # The plan sets the earliest hedge: each hedged attempt is billed, so "0 ms" would
         # double every prompt's cost.
@@ -518,9 +535,19 @@ def attempt_body(body: dict[str, Any], admission: Admission, endpoint) -> dict[s
 
 
 def _shown(attempts: list[router.Attempt]) -> list[dict[str, Any]]:
-    """What the caller needs to see of each attempt (the log has the timings)."""
-    shown = ("provider", "model", "outcome", "status", "message", "duration_ms")
-    return [{k: v for k, v in a.as_dict().items() if k in shown} for a in attempts]
+    """What the caller needs to see of each attempt (the log has the timings, and what the
+    provider said: callers get our words for it)."""
+    shown = ("provider", "model", "outcome", "status", "duration_ms")
+    out = []
+    for a in attempts:
+        item = {k: v for k, v in a.as_dict().items() if k in shown}
+        item["message"] = (
+            ""
+            if a.outcome in ("ok", "cancelled", "pending")
+            else upstream_failure(a.outcome, a.http_status)
+        )
+        out.append(item)
+    return out
 
 
 def failed(error: Exception, admission: Admission) -> GatewayError:
@@ -566,7 +593,9 @@ def failed(error: Exception, admission: Admission) -> GatewayError:
         }.get(error.kind, "invalid_request" if status == 400 else "upstream_error")
         return GatewayError(
             status,
-            f"The provider refused the request: {error.message}",
+            upstream_message(error)
+            if error.from_provider
+            else f"The provider refused the request: {error.message}",
             code=code,
             headers=admission.headers,
         )
@@ -857,7 +886,9 @@ async def stream_events(
                     **base,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
                     "error": {
-                        "message": f"The provider's stream failed: {failure.message}",
+                        "message": upstream_message(failure)
+                        if failure.from_provider
+                        else f"The provider's stream failed: {failure.message}",
                         "type": "upstream_error",
                         "code": str(failure.kind),
                         "param": None,
@@ -971,6 +1002,7 @@ async def embed(
     *,
     discount_percent: int = 0,
     generation_id: str | None = None,
+    rate_limited: bool = True,
 ) -> tuple:
     snapshot = await catalog.aget()
     models = resolve_models(snapshot, (model_name,), embeddings=True)
@@ -981,7 +1013,7 @@ async def embed(
     defaults = await selectors.routing_policy_for(key.organization_id)
     prefs, strategy = policy.merge(defaults, router.Preferences(), None)
     candidates = router.plan(models, prefs, strategy=strategy, health=health_book)
-    headers = await admit(key, tokens=tokens)
+    headers = await admit(key, tokens=tokens) if rate_limited else {}
     admission = Admission(
         key=key,
         models=models,

@@ -62,6 +62,10 @@ class OrgBillingSnapshot:
     # Why the organization may not spend at all right now ("" when it may): a payment dispute
     # is open. Last, with a default, so that a cached entry of the older shape still reads.
     suspended: str = ""
+    # The platform's rate limits for the organization (its plan's, or staff's override);
+    # None only in an entry cached before they existed.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
     def as_tuple(self) -> tuple:
         return (
@@ -72,6 +76,8 @@ class OrgBillingSnapshot:
             self.max_in_flight,
             self.min_hedge_after_ms,
             self.suspended,
+            self.rpm_limit,
+            self.tpm_limit,
         )
 
 
@@ -99,6 +105,8 @@ def snapshot_build(organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
         max_in_flight=account.plan.max_in_flight,
         min_hedge_after_ms=account.plan.min_hedge_after_ms,
         suspended=suspended,
+        rpm_limit=account.rpm_limit,
+        tpm_limit=account.tpm_limit,
     )
 
 

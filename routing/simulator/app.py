@@ -66,6 +66,20 @@ async def _release_stalls(app: web.Application) -> None:
     app[SHUTDOWN_KEY].set()
 
 
+def _with_detail(response: web.Response, detail: str) -> web.Response:
+    """An error answer whose message goes on with `detail`, as a real provider's can name the
+    account, project or key it was called with (every wire has error.message)."""
+    if not detail:
+        return response
+    body = orjson.loads(response.body)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return response
+    error["message"] = f"{error.get('message') or ''} {detail}".strip()
+    response.body = orjson.dumps(body)
+    return response
+
+
 def _provider(request: web.Request) -> Provider:
     provider = request.app[REGISTRY_KEY].get(request.match_info["slug"])
     provider.stats.requests += 1
@@ -106,7 +120,7 @@ async def _chat(
         stats.error(kind)
         if kind in ("429", "500", "503"):
             await wait_latency(profile)
-            return wire.fault(kind, profile.retry_after)
+            return _with_detail(wire.fault(kind, profile.retry_after), profile.error_detail)
         if kind == "stall":
             return await faults.stall(request)
         if kind == "reset":
@@ -221,7 +235,7 @@ async def _embeddings(
             return await faults.cut_body(request, render(), content_type="application/json")
         if kind == "stall_mid":
             return await faults.stall_body(request, render(), content_type="application/json")
-        return wire.fault(kind, profile.retry_after)
+        return _with_detail(wire.fault(kind, profile.retry_after), profile.error_detail)
     await wait_latency(profile)
     body = render()
     stats.ok += 1

@@ -37,6 +37,9 @@ class Profile:
     retry_after: float = 1.0  # seconds, sent with 429s
     cut_after_tokens: int = 3  # how far a "cut" or "stall_mid" stream gets
     output_tokens: int = DEFAULT_OUTPUT_TOKENS  # the answer's natural length, before max tokens
+    # Said after the message of every 429/500/503 it answers, e.g. a made-up account id: what
+    # a real provider's error can leak, for tests that it never reaches our callers.
+    error_detail: str = ""
 
     def updated(self, changes: Mapping[str, Any]) -> Profile:
         known = {f.name for f in fields(Profile)}
@@ -53,6 +56,10 @@ class Profile:
 
 
 def _validate(name: str, value: Any) -> Any:
+    if name == "error_detail":
+        if not isinstance(value, str) or len(value) > 500:
+            raise ProfileError("error_detail must be a string of at most 500 characters")
+        return value
     if name == "error_kind":
         value = str(value)
         if value not in ERROR_KINDS:
