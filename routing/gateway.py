@@ -785,6 +785,8 @@ async def stream_events(
         tracker.observe(chunk)
         return {**base, **chunk}
 
+    # Its prompt at least, as soon as it runs: detached, so the first bytes don't wait.
+    progress.start(admission, tracker, result)
     try:
         for chunk in result.first:
             framed = frame(chunk)
@@ -868,8 +870,8 @@ async def stream_events(
 
 
 class _Progress:
-    """A stream's cost so far, recorded on its hold as it goes (after its first chunks, then
-    every ROUTING_STREAM_PROGRESS_SECONDS): if this process dies mid-stream, the hold's expiry
+    """A stream's cost so far, recorded on its hold as it goes (when it starts, then every
+    ROUTING_STREAM_PROGRESS_SECONDS): if this process dies mid-stream, the hold's expiry
     bills that instead of releasing it, and logs the generation. One Redis call a second per
     stream (~0.25 ms)."""
 
@@ -877,6 +879,12 @@ class _Progress:
 
     def __init__(self) -> None:
         self.next_at = 0.0
+
+    def start(
+        self, admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
+    ) -> None:
+        if settings.ROUTING_STREAM_PROGRESS_SECONDS > 0 and admission.held_nanousd:
+            _detach(self.record(admission, tracker, result))
 
     async def record(
         self, admission: Admission, tracker: router.StreamTracker, result: router.StreamResult

@@ -23,8 +23,9 @@ from observability import selectors as observability_selectors
 
 @dataclass
 class Books:
-    billed: dict[str, int]  # generation -> cost in the ledger's usage entries
-    logged: dict[str, int]  # generation -> cost in the request logs (served or costing)
+    # generation -> cost in the ledger's usage entries, and in the request logs
+    billed: dict[str, int] = field(repr=False)
+    logged: dict[str, int] = field(repr=False)
     problems: dict[str, str] = field(default_factory=dict)  # generation -> what is wrong
 
     @property

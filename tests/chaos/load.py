@@ -66,7 +66,7 @@ class Load:
     prompt: str = "hi"
     timeout: float = 30.0
     pause: float = 0.0  # between a client's requests
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
