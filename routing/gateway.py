@@ -836,6 +836,7 @@ async def stream_events(
         base["simulated"] = True
     failure: UpstreamError | None = None
     finished = False
+    progress = _Progress()
 
     def frame(chunk: dict[str, Any]) -> dict[str, Any] | None:
         chunk.pop("usage", None)
@@ -844,6 +845,8 @@ async def stream_events(
         tracker.observe(chunk)
         return {**base, **chunk}
 
+    # Its prompt at least, as soon as it runs: detached, so the first bytes don't wait.
+    progress.start(admission, tracker, result)
     try:
         for chunk in result.first:
             framed = frame(chunk)
@@ -866,6 +869,7 @@ async def stream_events(
                             yield _sse(pending)
                         held.clear()
                         yield _sse(framed)
+                await progress.record(admission, tracker, result)
         except UpstreamError as error:
             failure = error
         if failure is not None:
@@ -929,15 +933,56 @@ async def stream_events(
             )
 
 
+class _Progress:
+    """A stream's cost so far, recorded on its hold as it goes (when it starts, then every
+    ROUTING_STREAM_PROGRESS_SECONDS): if this process dies mid-stream, the hold's expiry
+    bills that instead of releasing it, and logs the generation. One Redis call a second per
+    stream (~0.25 ms)."""
+
+    __slots__ = ("next_at",)
+
+    def __init__(self) -> None:
+        self.next_at = 0.0
+
+    def start(
+        self, admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
+    ) -> None:
+        if settings.ROUTING_STREAM_PROGRESS_SECONDS > 0 and admission.held_nanousd:
+            _detach(self.record(admission, tracker, result))
+
+    async def record(
+        self, admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
+    ) -> None:
+        now = time.monotonic()
+        every = settings.ROUTING_STREAM_PROGRESS_SECONDS
+        if now < self.next_at or every <= 0 or admission.settled or not admission.held_nanousd:
+            return
+        self.next_at = now + every
+        endpoint = result.endpoint
+        try:
+            usage = _delivered_usage(admission, endpoint, tracker, result.decoder.usage)
+            await billing.hold_progress(
+                hold_id=admission.generation_id,
+                cost_nanousd=cost_nanousd(endpoint, usage) + admission.attempts_cost,
+                organization_id=admission.key.organization_id,
+                key_id=admission.key.key_id,
+                note=events.orphan_note(admission, endpoint, usage, result.attempts or []),
+            )
+        except Exception:  # best effort: the stream itself goes on
+            logger.warning("could not record the progress of %s", admission.generation_id)
+
+
 async def _drain_and_bill(
     admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
 ) -> None:
+    progress = _Progress()
     try:
         async with asyncio.timeout(settings.ROUTING_DRAIN_SECONDS):
             async for chunks in result.drain():
                 for chunk in chunks:
                     if chunk.get("choices"):
                         tracker.observe(chunk)  # generated, hence billed, if never delivered
+                await progress.record(admission, tracker, result)
     except Exception:  # noqa: BLE001 - a broken or slow drain falls back to the estimate
         logger.info("could not drain the stream of %s", admission.generation_id)
     finally:

@@ -347,6 +347,9 @@ ROUTING_IMAGE_FETCH_MAX_BYTES = env.int("LLMAPI_IMAGE_FETCH_MAX_BYTES", default=
 ROUTING_IMAGE_FETCH_TIMEOUT = env.float("LLMAPI_IMAGE_FETCH_TIMEOUT", default=10.0)
 # How long a stream whose client went away is still read, for the provider's usage.
 ROUTING_DRAIN_SECONDS = env.float("LLMAPI_DRAIN_SECONDS", default=30.0)
+# A stream records its cost so far on its spend hold this often (0: never): if its process
+# dies, the hold's expiry bills that and logs the generation (billing.holds.hold_progress).
+ROUTING_STREAM_PROGRESS_SECONDS = env.float("LLMAPI_STREAM_PROGRESS_SECONDS", default=1.0)
 # A caller without max_tokens whose credit can't hold the model's maximum output gets a lower
 # cap (x-llmapi-max-tokens-lowered), but never below this: a shorter answer is rarely useful.
 ROUTING_MIN_OUTPUT_TOKENS = env.int("LLMAPI_MIN_OUTPUT_TOKENS", default=256)
