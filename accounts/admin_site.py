@@ -1,15 +1,19 @@
 """The Django admin behind allauth: its login is allauth's (rate limits, MFA and every login
-stage apply), and a staff account without a second factor is refused every admin page."""
+stage apply), a staff account without a second factor is refused every admin page, and a
+session that never passed the second factor (opened before it was turned on) is asked for it."""
 
 from __future__ import annotations
 
 from functools import wraps
 
+from allauth.account.authentication import get_authentication_records
 from allauth.account.decorators import secure_admin_login
 from allauth.mfa.models import Authenticator
 from allauth.mfa.utils import is_mfa_enabled
 from django.contrib import admin
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 
 # Recovery codes alone are no second factor: they come with one.
 SECOND_FACTORS = [Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
@@ -30,8 +34,13 @@ class SecureAdminSite(admin.AdminSite):
         @wraps(guarded)
         def inner(request, *args, **kwargs):
             user = request.user
-            if user.is_active and user.is_staff and not is_mfa_enabled(user, types=SECOND_FACTORS):
-                return render(request, "admin/mfa_required.html", status=403)
+            if user.is_active and user.is_staff:
+                if not is_mfa_enabled(user, types=SECOND_FACTORS):
+                    return render(request, "admin/mfa_required.html", status=403)
+                records = get_authentication_records(request, user)
+                if not any(record.get("method") == "mfa" for record in records):
+                    query = urlencode({"next": request.get_full_path()})
+                    return redirect(f"{reverse('mfa_reauthenticate')}?{query}")
             return guarded(request, *args, **kwargs)
 
         return inner

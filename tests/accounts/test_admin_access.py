@@ -82,6 +82,20 @@ def test_staff_without_mfa_are_refused_with_a_page_saying_to_enable_it(client, s
         assert reverse("mfa_activate_totp").encode() in page.content
 
 
+def test_a_session_that_never_passed_the_second_factor_is_asked_for_it(client, staff):
+    """Logged in with a password before MFA was turned on: the admin wants the second factor
+    in this session too."""
+    assert _allauth_login(client, staff.email).status_code == 302
+    secret = _with_totp(staff)
+    response = client.get(ADMIN)
+    assert response.status_code == 302
+    assert urlsplit(response["Location"]).path == reverse("mfa_reauthenticate")
+    assert parse_qs(urlsplit(response["Location"]).query)["next"] == [ADMIN]
+    done = client.post(response["Location"], {"code": totp(secret)})
+    assert done.status_code == 302 and done["Location"] == ADMIN
+    assert client.get(ADMIN).status_code == 200
+
+
 def test_a_logged_in_person_who_is_not_staff_is_refused(client, alice):
     client.force_login(alice.user)
     assert client.get(reverse("admin:login")).status_code == 403
