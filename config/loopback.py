@@ -9,6 +9,7 @@ other than loopback, or comes from one, answers 403. Production and test setting
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -19,6 +20,7 @@ MESSAGE = (
 )
 
 
+@lru_cache(maxsize=1024)
 def is_loopback(host: str | None) -> bool:
     if host is None or host == "localhost":
         return True
