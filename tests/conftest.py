@@ -105,6 +105,27 @@ def login(client):
     return _login
 
 
+@pytest.fixture
+def admin_login(client):
+    """Logs a staff member into the admin as production requires: allauth's login page, then
+    a TOTP code (the admin refuses staff without a second factor)."""
+
+    def _login(user: User):
+        from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+        from django.urls import reverse
+
+        from tests.accounts.test_mfa_and_rate_limits import totp
+
+        secret = generate_totp_secret()
+        TOTP.activate(user, secret)
+        client.post(reverse("account_login"), {"login": user.email, "password": PASSWORD})
+        done = client.post(reverse("mfa_authenticate"), {"code": totp(secret)})
+        assert done.status_code == 302, done.status_code
+        return client
+
+    return _login
+
+
 class _ServerThread:
     """The real ASGI application under uvicorn, in a thread, on a free port."""
 

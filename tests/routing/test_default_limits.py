@@ -126,7 +126,7 @@ def test_an_organization_may_narrow_its_plan_limit_but_not_widen_it(gateway, ali
     assert answer.headers["x-ratelimit-limit-requests"] == "3"
 
 
-def test_staff_raise_an_organizations_limit_in_the_admin(gateway, alice, client):
+def test_staff_raise_an_organizations_limit_in_the_admin(gateway, alice, client, admin_login):
     base_url, secret = gateway
     _plan_rpm(alice.org, 2)
     assert _post(base_url, secret).status_code == 200
@@ -134,7 +134,7 @@ def test_staff_raise_an_organizations_limit_in_the_admin(gateway, alice, client)
     assert _post(base_url, secret).status_code == 429
 
     staff = UserFactory(email="ops@example.com", is_staff=True, is_superuser=True)
-    client.force_login(staff)
+    admin_login(staff)
     account = BillingAccount.objects.get(organization=alice.org)
     url = reverse("admin:billing_billingaccount_change", args=[account.pk])
     assert client.get(url).status_code == 200
