@@ -1,9 +1,10 @@
 """A dependency that just failed is left alone for a moment.
 
-After a Redis error the callers skip Redis for a short cooldown instead of each paying a
-connect or socket timeout of its own: with Redis hung, one request in a cooldown waits for the
-timeout and the others go straight to their fallback (the database, or a 503). The first call
-after the cooldown tries again, so everything comes back by itself once Redis does.
+After a Redis error (or a database that can't be reached) the callers skip it for a short
+cooldown instead of each paying a connect or socket timeout of its own: with Redis hung, one
+request in a cooldown waits for the timeout and the others go straight to their fallback (the
+database, or a 503). The first call after the cooldown tries again, so everything comes back
+by itself once the dependency does.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from django.conf import settings
 
 
 class Cooldown:
-    def __init__(self, seconds: float | None = None) -> None:
+    def __init__(
+        self, seconds: float | None = None, *, setting: str = "REDIS_COOLDOWN_SECONDS"
+    ) -> None:
         self._seconds = seconds
+        self._setting = setting
         self._until = 0.0
 
     @property
     def seconds(self) -> float:
         if self._seconds is not None:
             return self._seconds
-        return settings.REDIS_COOLDOWN_SECONDS
+        return getattr(settings, self._setting)
 
     @property
     def active(self) -> bool:

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from redis.exceptions import RedisError
@@ -19,6 +20,12 @@ logger = logging.getLogger(__name__)
 
 # What a shared cache that is down or hung raises (redis-py; OSError for a socket it missed).
 _ERRORS = (RedisError, OSError)
+
+
+def _off_thread(fn):
+    # Django's async cache methods run on asgiref's one shared thread, the thread the /v1
+    # path's database calls run on: a database that hangs would hold every cache read up.
+    return sync_to_async(fn, thread_sensitive=False)
 
 
 class LocalTTLCache:
@@ -130,7 +137,7 @@ class _ProcessCache:
             logger.warning("more changes than remembered were lost while Redis was down")
         if keys:
             try:
-                await self._get().adelete_many(keys)
+                await _off_thread(self._get().delete_many)(keys)
             except _ERRORS:
                 self._failed("delete_many", None, write=False)
                 with self._lock:
@@ -154,7 +161,7 @@ class _ProcessCache:
         if self.cooldown.active:
             return default
         try:
-            value = await self._get().aget(key, default)
+            value = await _off_thread(self._get().get)(key, default)
         except _ERRORS:
             self._failed("get", key, write=False)
             return default
@@ -175,7 +182,7 @@ class _ProcessCache:
         if self.cooldown.active:
             return False
         try:
-            return await self._get().aadd(key, value, timeout)
+            return await _off_thread(self._get().add)(key, value, timeout)
         except _ERRORS:
             self._failed("add", key, write=False)
             return False
@@ -194,7 +201,7 @@ class _ProcessCache:
             self._failed("set", key, write=True)
             return
         try:
-            await self._get().aset(key, value, timeout)
+            await _off_thread(self._get().set)(key, value, timeout)
         except _ERRORS:
             self._failed("set", key, write=True)
 
@@ -213,7 +220,7 @@ class _ProcessCache:
             self._failed("delete", key, write=True)
             return False
         try:
-            return await self._get().adelete(key)
+            return await _off_thread(self._get().delete)(key)
         except _ERRORS:
             self._failed("delete", key, write=True)
             return False
