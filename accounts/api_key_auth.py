@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import BaseCache
 from django.db import DatabaseError, close_old_connections
@@ -26,7 +25,7 @@ from django.utils import timezone
 
 from accounts import keyformat
 from accounts.models import APIKey
-from config.db import tidy_connections
+from config.db import run_db
 from config.localcache import LocalTTLCache
 from config.localcache import process_cache as cache
 
@@ -246,9 +245,6 @@ last_used = LastUsedRecorder()
 
 
 def _lookup(hashed: str) -> dict | None:
-    # The API's lean ASGI handler sends no request signals: drop a broken or stale connection
-    # here, as they would.
-    tidy_connections()
     return APIKey.objects.filter(hashed_key=hashed).values(*_FIELDS).first()
 
 
@@ -291,7 +287,9 @@ async def aauthenticate(raw_key: str, *, cache_: KeyCache | None = None) -> Auth
     record = await kc.aget(hashed)
     if record is _MISS:
         try:
-            row = await sync_to_async(_lookup)(hashed)
+            # run_db: the connection housekeeping the lean API handler's missing request
+            # signals would do, and no wait while the database is known to be unreachable.
+            row = await run_db(lambda: _lookup(hashed))
         except DatabaseError:
             record = kc.stale(hashed)
         else:

@@ -7,11 +7,38 @@ inside an atomic block (a test's transaction, say) are left alone.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
+
+from config.cooldown import Cooldown
+
+logger = logging.getLogger(__name__)
+
+try:
+    from psycopg import OperationalError as _PsycopgOperationalError
+    from psycopg_pool import PoolTimeout
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite doesn't need it
+    _PsycopgOperationalError = PoolTimeout = None
+
+# After the database could not be reached, the request path doesn't ask it again for a moment:
+# one request waits for the pool's timeout, the others get their 503 at once.
+unreachable = Cooldown(setting="DATABASE_COOLDOWN_SECONDS")
+
+
+def _is_unreachable(exc: Exception) -> bool:
+    """A connection that could not be had (refused, timed out, the pool's wait ran out),
+    as opposed to one query's error (a lock timeout, a deadlock), which says nothing of the
+    next one."""
+    if isinstance(exc, InterfaceError):
+        return True
+    cause = exc.__cause__
+    if PoolTimeout is not None and isinstance(cause, PoolTimeout):
+        return True
+    return _PsycopgOperationalError is not None and type(cause) is _PsycopgOperationalError
 
 
 def tidy_connections() -> None:
@@ -26,8 +53,18 @@ def _fresh[T](fn: Callable[[], T]) -> T:
 
 
 async def run_db[T](fn: Callable[[], T]) -> T:
-    """Run `fn` (which queries) in the ORM's thread, on a healthy connection."""
-    return await sync_to_async(_fresh)(fn)
+    """Run `fn` (which queries) in the ORM's thread, on a healthy connection. Raises
+    OperationalError at once while the database is known to be unreachable."""
+    if unreachable.active:
+        raise OperationalError("the database could not be reached a moment ago")
+    try:
+        return await sync_to_async(_fresh)(fn)
+    except (OperationalError, InterfaceError) as exc:
+        if _is_unreachable(exc):
+            if not unreachable.active:
+                logger.warning("database unreachable: %s", exc)
+            unreachable.trip()
+        raise
 
 
 # Threads for slow database work of one request (a big file, a batch's items), so it never

@@ -9,16 +9,24 @@ import threading
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from redis.exceptions import RedisError
 
-from config.cooldown import Cooldown
+from config.cooldown import Cooldown, for_redis
 
 logger = logging.getLogger(__name__)
 
 # What a shared cache that is down or hung raises (redis-py; OSError for a socket it missed).
 _ERRORS = (RedisError, OSError)
+
+
+def _off_thread(fn):
+    # Django's async cache methods run on asgiref's one shared thread, the thread the /v1
+    # path's database calls run on: a database that hangs would hold every cache read up.
+    return sync_to_async(fn, thread_sensitive=False)
 
 
 class LocalTTLCache:
@@ -65,8 +73,8 @@ class _ProcessCache:
 
     It is also where a failing shared cache stops: every caller keeps a source of truth behind
     it (the database), so a Redis error on a read is a miss and a failed fill is skipped, and
-    after one the cache is left alone for a short cooldown (config.cooldown) rather than
-    costing each request a timeout. A change that could not be written (`set`, `delete`) is
+    after a few in a row the cache is left alone for a short cooldown (config.cooldown) rather
+    than costing each request a timeout. A change that could not be written (`set`, `delete`) is
     remembered, and its key deleted once Redis answers again, so nobody reads the old value
     back after the outage.
     """
@@ -76,7 +84,6 @@ class _ProcessCache:
     _MAX_UNSYNCED = 10_000
 
     def __init__(self) -> None:
-        self.cooldown = Cooldown()
         self._unsynced: set[str] = set()
         self._unsynced_overflow = False
 
@@ -92,31 +99,38 @@ class _ProcessCache:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get(), name)
 
+    @property
+    def cooldown(self) -> Cooldown:
+        return for_redis(settings.REDIS_URL)
+
     # -- failures ----------------------------------------------------------------------------
 
     def _failed(self, operation: str, key: str | None, *, write: bool) -> None:
-        if not self.cooldown.active:
+        cooldown = self.cooldown
+        if not cooldown.active:
             logger.warning("shared cache unavailable (%s); using the database", operation)
-        self.cooldown.trip()
+        cooldown.trip()
         if write and key is not None:
-            with self._lock:
-                if len(self._unsynced) < self._MAX_UNSYNCED:
-                    self._unsynced.add(key)
-                else:
-                    self._unsynced_overflow = True
+            self._remember(key)
 
-    def _take_unsynced(self) -> tuple[list[str], bool]:
+    def _remember(self, key: str) -> None:
+        with self._lock:
+            if len(self._unsynced) < self._MAX_UNSYNCED:
+                self._unsynced.add(key)
+            else:
+                self._unsynced_overflow = True
+
+    def _take_unsynced(self) -> list[str]:
         with self._lock:
             keys, overflow = list(self._unsynced), self._unsynced_overflow
             self._unsynced.clear()
             self._unsynced_overflow = False
-        return keys, overflow
-
-    def _resync(self) -> None:
-        keys, overflow = self._take_unsynced()
         if overflow:
             logger.warning("more changes than remembered were lost while Redis was down")
-        if keys:
+        return keys
+
+    def _resync(self) -> None:
+        if keys := self._take_unsynced():
             try:
                 self._get().delete_many(keys)
             except _ERRORS:
@@ -125,16 +139,23 @@ class _ProcessCache:
                     self._unsynced.update(keys)
 
     async def _aresync(self) -> None:
-        keys, overflow = self._take_unsynced()
-        if overflow:
-            logger.warning("more changes than remembered were lost while Redis was down")
-        if keys:
+        if keys := self._take_unsynced():
             try:
-                await self._get().adelete_many(keys)
+                await _off_thread(self._get().delete_many)(keys)
             except _ERRORS:
                 self._failed("delete_many", None, write=False)
                 with self._lock:
                     self._unsynced.update(keys)
+
+    def _answered(self) -> None:
+        self.cooldown.ok()
+        if self._unsynced:
+            self._resync()
+
+    async def _aanswered(self) -> None:
+        self.cooldown.ok()
+        if self._unsynced:
+            await self._aresync()
 
     # -- the operations the hot path uses ----------------------------------------------------
 
@@ -146,77 +167,87 @@ class _ProcessCache:
         except _ERRORS:
             self._failed("get", key, write=False)
             return default
-        if self._unsynced:
-            self._resync()
+        self._answered()
         return value
 
     async def aget(self, key: str, default: Any = None) -> Any:
         if self.cooldown.active:
             return default
         try:
-            value = await self._get().aget(key, default)
+            value = await _off_thread(self._get().get)(key, default)
         except _ERRORS:
             self._failed("get", key, write=False)
             return default
-        if self._unsynced:
-            await self._aresync()
+        await self._aanswered()
         return value
 
     def add(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT) -> bool:
         if self.cooldown.active:
             return False
         try:
-            return self._get().add(key, value, timeout)
+            added = self._get().add(key, value, timeout)
         except _ERRORS:
             self._failed("add", key, write=False)
             return False
+        self._answered()
+        return added
 
     async def aadd(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT) -> bool:
         if self.cooldown.active:
             return False
         try:
-            return await self._get().aadd(key, value, timeout)
+            added = await _off_thread(self._get().add)(key, value, timeout)
         except _ERRORS:
             self._failed("add", key, write=False)
             return False
+        await self._aanswered()
+        return added
 
     def set(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT) -> None:
         if self.cooldown.active:
-            self._failed("set", key, write=True)
+            self._remember(key)
             return
         try:
             self._get().set(key, value, timeout)
         except _ERRORS:
             self._failed("set", key, write=True)
+            return
+        self._answered()
 
     async def aset(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT) -> None:
         if self.cooldown.active:
-            self._failed("set", key, write=True)
+            self._remember(key)
             return
         try:
-            await self._get().aset(key, value, timeout)
+            await _off_thread(self._get().set)(key, value, timeout)
         except _ERRORS:
             self._failed("set", key, write=True)
+            return
+        await self._aanswered()
 
     def delete(self, key: str) -> bool:
         if self.cooldown.active:
-            self._failed("delete", key, write=True)
+            self._remember(key)
             return False
         try:
-            return self._get().delete(key)
+            deleted = self._get().delete(key)
         except _ERRORS:
             self._failed("delete", key, write=True)
             return False
+        self._answered()
+        return deleted
 
     async def adelete(self, key: str) -> bool:
         if self.cooldown.active:
-            self._failed("delete", key, write=True)
+            self._remember(key)
             return False
         try:
-            return await self._get().adelete(key)
+            deleted = await _off_thread(self._get().delete)(key)
         except _ERRORS:
             self._failed("delete", key, write=True)
             return False
+        await self._aanswered()
+        return deleted
 
 
 process_cache = _ProcessCache()

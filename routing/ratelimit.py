@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
-from config.cooldown import Cooldown
+from config.cooldown import for_redis
 
 __all__ = [
     "Decision",
@@ -344,7 +344,7 @@ class RedisRateLimiter(RateLimiter):
         self._timeout = timeout
         self._connect_timeout = timeout if connect_timeout is None else connect_timeout
         # After a failure, refuse at once for a moment instead of a timeout per request.
-        self.cooldown = Cooldown()
+        self.cooldown = for_redis(url)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -394,6 +394,7 @@ class RedisRateLimiter(RateLimiter):
         except (RedisError, OSError) as exc:
             self.cooldown.trip()
             raise RateLimitUnavailable(f"rate limiter unavailable: {exc}") from exc
+        self.cooldown.ok()
         fields = reply.split()
         return int(fields[0]) == 1, [float(us) / 1_000_000 for us in fields[1:]]
 

