@@ -390,6 +390,10 @@ OBSERVABILITY_WRITE_IN_PROCESS = env.bool("LLMAPI_OBS_WRITE_IN_PROCESS", default
 # Embedded default: the periodic task writes only queue rows older than this (left behind).
 OBSERVABILITY_QUEUE_STALE_SECONDS = env.float("LLMAPI_OBS_QUEUE_STALE_SECONDS", default=10.0)
 OBSERVABILITY_LIVE_UPDATES = True
+# Live pushes give up after this long (a channel layer that is down never holds up a flush,
+# a batch runner or a request), then skip sends for OBSERVABILITY_LIVE_DOWN_SECONDS.
+OBSERVABILITY_LIVE_SEND_TIMEOUT = env.float("LLMAPI_LIVE_SEND_TIMEOUT", default=2.0)
+OBSERVABILITY_LIVE_DOWN_SECONDS = env.float("LLMAPI_LIVE_DOWN_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["observability-flush-request-logs"] = {
     "task": "observability.tasks.flush_request_logs",
     "schedule": 2.0,
