@@ -23,6 +23,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from config.live import ChannelLayerDown, bounded_group_send
 from observability.models import RequestLog
 
 logger = logging.getLogger(__name__)
@@ -124,13 +125,17 @@ async def _send_all(messages: list[tuple[str, dict[str, Any]]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    for group, message in messages:
-        await layer.group_send(group, message)
+    await bounded_group_send(layer, messages)
 
 
 def _report(future) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.warning("live update not sent", exc_info=future.exception())
+    if future.cancelled() or future.exception() is None:
+        return
+    error = future.exception()
+    if isinstance(error, ChannelLayerDown):
+        logger.warning("live update not sent: %s", error)
+    else:
+        logger.warning("live update not sent", exc_info=error)
 
 
 def send(messages: list[tuple[str, dict[str, Any]]]) -> None:

@@ -470,6 +470,10 @@ OBSERVABILITY_LIVE_UPDATES = True
 # A live socket asks this often whether its person is still a member (removal also closes it at
 # once, through the channel layer; this catches what that message missed).
 LIVE_MEMBERSHIP_RECHECK_SECONDS = env.float("LLMAPI_LIVE_MEMBERSHIP_RECHECK_SECONDS", default=30.0)
+# Live pushes give up after this long (a channel layer that is down never holds up a flush,
+# a batch runner or a request), then skip sends for OBSERVABILITY_LIVE_DOWN_SECONDS.
+OBSERVABILITY_LIVE_SEND_TIMEOUT = env.float("LLMAPI_LIVE_SEND_TIMEOUT", default=2.0)
+OBSERVABILITY_LIVE_DOWN_SECONDS = env.float("LLMAPI_LIVE_DOWN_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE["observability-flush-request-logs"] = {
     "task": "observability.tasks.flush_request_logs",
     "schedule": 2.0,

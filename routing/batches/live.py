@@ -7,6 +7,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from config.live import bounded_group_send
 from routing.batches.models import Batch
 from routing.pricing import nano_to_usd
 
@@ -38,8 +39,7 @@ async def publish(batch_id: str) -> None:
         if layer is None:
             return
         batch = await Batch.objects.aget(pk=batch_id)
-        await layer.group_send(
-            org_group(batch.organization_id), {"type": MESSAGE_TYPE, "data": progress(batch)}
-        )
+        message = {"type": MESSAGE_TYPE, "data": progress(batch)}
+        await bounded_group_send(layer, [(org_group(batch.organization_id), message)])
     except Exception:
         logger.warning("batch progress not sent", exc_info=True)

@@ -35,6 +35,13 @@
   var config = JSON.parse(configElement.textContent);
   var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
   var retry = 1000;
+  var badge = document.querySelector("[data-live-reconnecting]");
+
+  function reconnecting(shown) {
+    if (badge) {
+      badge.hidden = !shown;
+    }
+  }
 
   function connect() {
     var socket = new WebSocket(scheme + window.location.host + config.ws_url);
@@ -49,12 +56,16 @@
     });
     socket.addEventListener("open", function () {
       retry = 1000;
+      reconnecting(false);
     });
     socket.addEventListener("close", function (event) {
-      if (event.code !== 4403) {
-        window.setTimeout(connect, retry);
-        retry = Math.min(retry * 2, 30000);
+      if (event.code === 4403) {
+        return; // not a member (any more): no use trying again
       }
+      reconnecting(true);
+      // Exponential backoff with jitter, so a restarted server isn't met by every page at once.
+      window.setTimeout(connect, retry / 2 + Math.random() * (retry / 2));
+      retry = Math.min(retry * 2, 30000);
     });
   }
   connect();

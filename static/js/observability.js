@@ -321,7 +321,9 @@
       }
       setStatus("warning", "Reconnecting");
       retry = Math.min(retry + 1, 6);
-      window.setTimeout(connect, 500 * Math.pow(2, retry));
+      // Exponential backoff with jitter, so a restarted server isn't met by every page at once.
+      var delay = 500 * Math.pow(2, retry);
+      window.setTimeout(connect, delay / 2 + Math.random() * (delay / 2));
     });
   }
 
