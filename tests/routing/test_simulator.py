@@ -869,6 +869,31 @@ def test_fault_cut_streams_stop_without_their_end_marker(sim, http):
     assert sim.stats("openai")["ok"] == 0
 
 
+def test_fault_stall_mid_sends_part_of_the_answer_then_goes_silent(sim):
+    """The connection stays open and nothing more comes: the client's read times out."""
+    sim.set("openai", error_rate=1, error_kind="stall_mid", cut_after_tokens=3)
+    received = b""
+    with httpx.Client(timeout=httpx.Timeout(5, read=0.5)) as client:
+        with pytest.raises(httpx.ReadTimeout):  # noqa: PT012 - what came before the timeout
+            with client.stream(
+                "POST",
+                f"{sim.base_url('openai')}/chat/completions",
+                json={"model": "gpt-4.1-mini", "messages": user("hi"), "stream": True},
+                headers=OPENAI_AUTH,
+            ) as response:
+                assert response.status_code == 200
+                for data in response.iter_bytes():
+                    received += data
+        chunks = [json.loads(p) for p in sse_data(received.decode())]
+        assert sum(1 for c in chunks if c["choices"][0]["delta"].get("content")) == 3
+        assert "[DONE]" not in sse_data(received.decode())
+        # Not streamed: the headers and half the body, then silence.
+        with pytest.raises(httpx.ReadTimeout):
+            openai_chat(client, sim, {"messages": user("hi")})
+    assert sim.stats("openai")["errors"] == {"stall_mid": 2}
+    assert sim.stats("openai")["ok"] == 0
+
+
 @pytest.mark.parametrize(
     ("rate", "failing"),
     [(1, list(range(1, 9))), (0.5, [2, 4, 6, 8]), (0.25, [4, 8]), (0.3, [4, 7]), (0, [])],

@@ -23,7 +23,9 @@ from routing.snapshot import catalog
 MINI = "openai/gpt-4.1-mini"  # openai first (cheapest), then openrouter
 HERO = "google/gemini-3.1-flash-lite"  # a reasoning model (thinking levels)
 HELLO = [{"role": "user", "content": "hello"}]
-CLIENT_TIMEOUT = 10.0  # well under the attempt timeout: a request that waits for it fails
+CLIENT_TIMEOUT = 20.0  # well under the attempt timeout: a request that waits for it fails
+# Above each limit, for the gateway's own work and the fallback's answer on a busy machine.
+SLACK = 5.0
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ def test_a_silent_provider_on_a_stream_falls_back_within_the_default_limit(
     chunks, elapsed = stream(gateway, {"model": MINI, "messages": HELLO, "max_tokens": 8})
     assert {c["provider"] for c in chunks} == {"openrouter"}
     assert text_of(chunks)
-    assert 1.0 <= elapsed < 4.0
+    assert 1.0 <= elapsed < 1.0 + SLACK
     attempts = generation_events[-1].attempts
     assert [(a["provider"], a["outcome"]) for a in attempts] == [
         ("openai", "timeout"),
@@ -106,7 +108,7 @@ def test_a_silent_provider_on_a_non_streamed_call_falls_back_within_its_limit(ga
     reply = response.json()
     assert reply["provider"] == "openrouter"
     assert reply["choices"][0]["message"]["content"]
-    assert 2.0 <= elapsed < 5.0
+    assert 2.0 <= elapsed < 2.0 + SLACK
 
 
 def test_a_non_streamed_answer_that_goes_silent_midway_falls_back(gateway, sim, limits):
@@ -114,7 +116,7 @@ def test_a_non_streamed_answer_that_goes_silent_midway_falls_back(gateway, sim, 
     response, elapsed = post(gateway, {"model": MINI, "messages": HELLO, "max_tokens": 8})
     assert response.status_code == 200, response.text
     assert response.json()["provider"] == "openrouter"
-    assert elapsed < 4.0
+    assert elapsed < 2.0 + SLACK  # 1 s, and 8 tokens at 1000 tokens/s
 
 
 def test_a_measured_endpoint_gets_a_multiple_of_its_p95_first_token_time(gateway, sim, limits):
@@ -126,7 +128,7 @@ def test_a_measured_endpoint_gets_a_multiple_of_its_p95_first_token_time(gateway
     sim.set("openai", error_rate=1, error_kind="stall")
     chunks, elapsed = stream(gateway, {"model": MINI, "messages": HELLO, "max_tokens": 8})
     assert {c["provider"] for c in chunks} == {"openrouter"}
-    assert 1.0 <= elapsed < 4.0
+    assert 1.0 <= elapsed < 1.0 + SLACK
 
 
 def test_a_provider_that_answers_headers_but_no_token_falls_back(gateway, sim, limits):
@@ -135,7 +137,7 @@ def test_a_provider_that_answers_headers_but_no_token_falls_back(gateway, sim, l
     chunks, elapsed = stream(gateway, {"model": MINI, "messages": HELLO, "max_tokens": 8})
     assert {c["provider"] for c in chunks} == {"openrouter"}
     assert text_of(chunks)
-    assert elapsed < 4.0
+    assert elapsed < 1.0 + SLACK
 
 
 def test_a_stream_that_stalls_after_bytes_were_sent_ends_with_an_error_chunk_and_is_billed(
@@ -143,7 +145,7 @@ def test_a_stream_that_stalls_after_bytes_were_sent_ends_with_an_error_chunk_and
 ):
     sim.set("openai", error_rate=1, error_kind="stall_mid", cut_after_tokens=3)
     chunks, elapsed = stream(gateway, {"model": MINI, "messages": HELLO, "max_tokens": 16})
-    assert elapsed < 4.0  # the idle limit (0.5 s), not the attempt timeout
+    assert elapsed < 0.5 + SLACK  # the idle limit (0.5 s), not the attempt timeout
     *served, last = chunks
     # No fallback once bytes reached the client: what came is the stalled provider's.
     assert served and {c["provider"] for c in served} == {"openai"}
@@ -163,21 +165,25 @@ def test_a_stream_that_stalls_after_bytes_were_sent_ends_with_an_error_chunk_and
     assert [e.amount_nanousd for e in entries] == [-cost]
 
 
-def test_a_reasoning_model_gets_the_longer_first_token_floor(gateway, sim, limits):
+def test_a_reasoning_model_gets_the_longer_first_token_floor(
+    gateway, sim, limits, generation_events
+):
     """Measured fast, so the floor decides: 2 s for a model that may think first, 0.3 s when
     the request keeps its thinking minimal."""
     warm_up(gateway, HERO)
     sim.set("google-ai-studio", error_rate=1, error_kind="stall")
-    chunks, elapsed = stream(gateway, {"model": HERO, "messages": HELLO, "max_tokens": 8})
-    assert {c["provider"] for c in chunks} == {"vertex-ai"}
-    assert 2.0 <= elapsed < 5.0
 
-    chunks, elapsed = stream(
-        gateway,
-        {"model": HERO, "messages": HELLO, "max_tokens": 8, "reasoning_effort": "minimal"},
-    )
-    assert {c["provider"] for c in chunks} == {"vertex-ai"}
-    assert elapsed < 1.5
+    def stalled_wait(body: dict) -> float:
+        chunks, elapsed = stream(gateway, body)
+        assert {c["provider"] for c in chunks} == {"vertex-ai"}
+        assert elapsed < 2.0 + SLACK
+        first = generation_events[-1].attempts[0]
+        assert (first["provider"], first["outcome"]) == ("google-ai-studio", "timeout")
+        return first["duration_ms"] / 1000
+
+    assert 1.95 <= stalled_wait({"model": HERO, "messages": HELLO, "max_tokens": 8}) < 2.0 + SLACK
+    minimal = {"model": HERO, "messages": HELLO, "max_tokens": 8, "reasoning_effort": "minimal"}
+    assert 0.25 <= stalled_wait(minimal) < 2.0  # timers may fire a hair early
 
 
 def test_a_slow_but_steady_stream_is_not_cut(gateway, sim, limits):
@@ -190,13 +196,13 @@ def test_a_slow_but_steady_stream_is_not_cut(gateway, sim, limits):
 
 
 def test_hedging_still_races_a_second_provider(gateway, sim, limits):
-    sim.set("openai", latency_ms=3000)
+    sim.set("openai", latency_ms=8000)
     response, elapsed = post(
         gateway, {"model": MINI, "messages": HELLO, "max_tokens": 8, "hedge_after_ms": 100}
     )
     assert response.status_code == 200, response.text
     assert response.json()["provider"] == "openrouter"
-    assert elapsed < 2.5
+    assert elapsed < 0.1 + SLACK
 
 
 # The limits themselves, from an endpoint's measured figures.
