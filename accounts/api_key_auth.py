@@ -20,7 +20,7 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import BaseCache
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -174,6 +174,15 @@ class KeyCache:
         self.shared.set(self.cache_key(hashed), value, self.shared_ttl)
         self._local.pop(hashed)
 
+    def stale(self, hashed: str) -> object:
+        """Called while handling a DatabaseError: neither the shared cache nor the database
+        answers, so the last record this process saw for the key (a warm key) keeps it
+        serving; any other key re-raises (the API answers 503, not 401)."""
+        value = self._local.stale(hashed)
+        if not isinstance(value, AuthenticatedKey):
+            raise  # noqa: PLE0704
+        return value
+
     def clear_local(self) -> None:
         self._local.clear()
 
@@ -264,9 +273,13 @@ def authenticate(raw_key: str, *, cache_: KeyCache | None = None) -> Authenticat
     hashed = _well_formed_hash(raw_key)
     record = kc.get(hashed)
     if record is _MISS:
-        row = APIKey.objects.filter(hashed_key=hashed).values(*_FIELDS).first()
-        record = AuthenticatedKey.from_row(row) if row else _NOT_FOUND
-        kc.fill(hashed, record)
+        try:
+            row = APIKey.objects.filter(hashed_key=hashed).values(*_FIELDS).first()
+        except DatabaseError:
+            record = kc.stale(hashed)
+        else:
+            record = AuthenticatedKey.from_row(row) if row else _NOT_FOUND
+            kc.fill(hashed, record)
     key = _check(record)
     last_used.touch(key.key_id)
     return key
@@ -277,9 +290,13 @@ async def aauthenticate(raw_key: str, *, cache_: KeyCache | None = None) -> Auth
     hashed = _well_formed_hash(raw_key)
     record = await kc.aget(hashed)
     if record is _MISS:
-        row = await sync_to_async(_lookup)(hashed)
-        record = AuthenticatedKey.from_row(row) if row else _NOT_FOUND
-        await kc.afill(hashed, record)
+        try:
+            row = await sync_to_async(_lookup)(hashed)
+        except DatabaseError:
+            record = kc.stale(hashed)
+        else:
+            record = AuthenticatedKey.from_row(row) if row else _NOT_FOUND
+            await kc.afill(hashed, record)
     key = _check(record)
     last_used.touch(key.key_id)
     return key

@@ -66,3 +66,9 @@ class InvitationForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class KeysHandOverForm(forms.Form):
+    """Who takes over a removed member's API keys: a membership of the same organization."""
+
+    heir = forms.UUIDField()

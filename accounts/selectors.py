@@ -13,6 +13,7 @@ from accounts import keyformat
 from accounts.api_key_auth import AuthenticatedKey, KeyRejected, aauthenticate, authenticate
 from accounts.models import APIKey, AuditLog, Invitation, Membership, Organization, User
 from accounts.services.invitations import TOKEN_SALT
+from accounts.services.sessions import member_session_group
 
 __all__ = [
     "AuthenticatedKey",
@@ -27,6 +28,7 @@ __all__ = [
     "invitation_from_token",
     "invitation_get",
     "invitation_list_pending",
+    "member_session_group",
     "membership_find",
     "membership_for_user",
     "membership_get",
@@ -59,7 +61,7 @@ def api_key_authenticated_by_id(*, key_id: uuid.UUID | str) -> AuthenticatedKey:
         raise KeyRejected("This API key no longer exists.")
     authenticated = AuthenticatedKey.from_instance(key)
     if authenticated.revoked:
-        raise KeyRejected("This API key has been revoked.")
+        raise KeyRejected("This API key has been revoked.", code="revoked_api_key")
     return authenticated
 
 

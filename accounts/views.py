@@ -21,11 +21,12 @@ from accounts.forms import (
     NANO_PER_USD,
     APIKeyCreateForm,
     InvitationForm,
+    KeysHandOverForm,
     OrganizationForm,
     RoleForm,
 )
 from accounts.models import Organization, Role
-from accounts.permissions import Perm
+from accounts.permissions import Perm, role_can
 from billing import services as billing_services
 
 
@@ -170,6 +171,7 @@ def api_key_revoke(request: HttpRequest, key_id) -> HttpResponse:
 @org_view(Perm.VIEW)
 def members(request: HttpRequest) -> HttpResponse:
     form = InvitationForm(request.POST or None)
+    status = 200
     if request.method == "POST":
         if not can(request, Perm.MANAGE_MEMBERS):
             raise PermissionDenied
@@ -177,6 +179,15 @@ def members(request: HttpRequest) -> HttpResponse:
             role = form.cleaned_data["role"]
             if role == Role.OWNER and not can(request, Perm.MANAGE_OWNERS):
                 form.add_error("role", "Only owners can invite owners.")
+            elif not ratelimit.consume(
+                request, action="invite_member", user=request.user, key=str(request.org.id)
+            ):
+                form.add_error(
+                    None,
+                    "Too many invitations sent in a short time, by you or this organization. "
+                    "Try again later.",
+                )
+                status = 429
             else:
                 try:
                     services.invitation_create(
@@ -187,22 +198,26 @@ def members(request: HttpRequest) -> HttpResponse:
                         base_url=public_base_url(request),
                     )
                 except AccountsError as error:
-                    form.add_error("email", error.message)
+                    field = None if error.code == "too_many_pending" else "email"
+                    form.add_error(field, error.message)
                 else:
                     messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
                     return redirect("members", org_id=request.org.id)
+    memberships = list(selectors.membership_list(organization=request.org))
     return render(
         request,
         "accounts/members.html",
         {
             "form": form,
-            "memberships": selectors.membership_list(organization=request.org),
+            "memberships": memberships,
+            "key_heirs": [m for m in memberships if role_can(m.role, Perm.REVOKE_ANY_KEY)],
             "invitations": selectors.invitation_list_pending(organization=request.org),
             "roles": Role.choices,
             "can_manage": can(request, Perm.MANAGE_MEMBERS),
             "can_manage_owners": can(request, Perm.MANAGE_OWNERS),
             "active_nav": "members",
         },
+        status=status,
     )
 
 
@@ -239,15 +254,32 @@ def membership_remove(request: HttpRequest, membership_id) -> HttpResponse:
     membership = selectors.membership_get(organization=request.org, membership_id=membership_id)
     if membership.user_id != request.user.pk:
         _check_can_touch(request, membership.role)
+    # The form's choice for the keys they created: "revoke" (the default), or the membership
+    # of the owner or admin who takes them over.
+    keys_to = None
+    choice = request.POST.get("keys", "revoke")
+    if choice != "revoke":
+        form = KeysHandOverForm({"heir": choice})
+        if not form.is_valid():
+            messages.error(request, "Pick who takes over their API keys.")
+            return redirect("members", org_id=request.org.id)
+        keys_to = selectors.membership_get(
+            organization=request.org, membership_id=form.cleaned_data["heir"]
+        ).user
     try:
-        services.membership_remove(membership=membership, actor=request.user)
+        services.membership_remove(membership=membership, actor=request.user, keys_to=keys_to)
     except AccountsError as error:
         messages.error(request, error.message)
         return redirect("members", org_id=request.org.id)
     if membership.user_id == request.user.pk:
         request.session.pop(CURRENT_ORG_SESSION_KEY, None)
         return redirect("dashboard")
-    messages.success(request, f"Removed {membership.user.email}.")
+    handed = (
+        f" Their API keys now belong to {keys_to.email}."
+        if keys_to
+        else (" Their API keys were revoked.")
+    )
+    messages.success(request, f"Removed {membership.user.email}.{handed}")
     return redirect("members", org_id=request.org.id)
 
 

@@ -253,10 +253,14 @@ def create_key(env: dict) -> tuple[str, dict]:
         .strip()
         .splitlines()[-1]
     )
-    # High but non-null limits, so the rate limiter runs on every request.
+    # High but non-null limits, so the rate limiter runs on every request (the key's and
+    # its organization's plan limits, which the bench raises past what it sends).
     script = (
         "from accounts.models import APIKey\n"
+        "from billing.models import BillingAccount\n"
         "n = APIKey.objects.update(rpm_limit=10_000_000, tpm_limit=10_000_000)\n"
+        "BillingAccount.objects.update(rpm_limit_override=10_000_000, "
+        "tpm_limit_override=1_000_000_000)\n"
         "import config.asgi\n"
         "from routing import events\n"
         "import json\n"

@@ -38,6 +38,11 @@ class Plan(models.Model):
     # The earliest a request may start a second, hedged attempt (every attempt that reaches a
     # provider is billed, so a hedge at 0 ms doubles the prompt's cost).
     min_hedge_after_ms = models.PositiveIntegerField(default=250)
+    # The platform's rate limits for each organization on the plan, whatever its keys say, so
+    # one runaway client can't starve the others. Staff raise them per organization on its
+    # billing account; an organization may set lower ones of its own.
+    rpm_limit = models.PositiveIntegerField("requests per minute", default=1_000)
+    tpm_limit = models.PositiveIntegerField("tokens per minute", default=20_000_000)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -92,6 +97,13 @@ class BillingAccount(models.Model):
     stripe_payment_method_id = models.CharField(max_length=255, blank=True)
     # Set when the bank asked for authentication and auto-recharge turned itself off.
     auto_recharge_stopped_reason = models.CharField(max_length=300, blank=True)
+    # Staff overrides of the plan's rate limits for this organization (None: the plan's).
+    rpm_limit_override = models.PositiveIntegerField(
+        "requests per minute (override)", null=True, blank=True
+    )
+    tpm_limit_override = models.PositiveIntegerField(
+        "tokens per minute (override)", null=True, blank=True
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -105,6 +117,19 @@ class BillingAccount(models.Model):
 
     def __str__(self) -> str:
         return f"Billing of {self.organization_id}"
+
+    @property
+    def rpm_limit(self) -> int:
+        """The organization's platform limit: staff's override, else its plan's."""
+        if self.rpm_limit_override is not None:
+            return self.rpm_limit_override
+        return self.plan.rpm_limit
+
+    @property
+    def tpm_limit(self) -> int:
+        if self.tpm_limit_override is not None:
+            return self.tpm_limit_override
+        return self.plan.tpm_limit
 
 
 class LedgerEntry(models.Model):

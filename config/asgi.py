@@ -20,6 +20,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from billing.checks import redis_persistence_check  # noqa: E402
 from billing.services import usage_outbox_flush  # noqa: E402
+from config.loopback import LoopbackOnlyASGI  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from observability.writer import log_buffer  # noqa: E402
 from routing.asgi import GatewayASGIHandler, limit_body, split_api  # noqa: E402
@@ -47,12 +48,15 @@ async def lifespan(scope, receive, send):
             return
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": limit_body(split_api(GatewayASGIHandler(), django_asgi_app)),
-        "lifespan": lifespan,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+# Local settings serve loopback only (config.loopback); elsewhere it passes everything through.
+application = LoopbackOnlyASGI(
+    ProtocolTypeRouter(
+        {
+            "http": limit_body(split_api(GatewayASGIHandler(), django_asgi_app)),
+            "lifespan": lifespan,
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )

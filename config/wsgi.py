@@ -6,4 +6,6 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
-application = get_wsgi_application()
+from config.loopback import LoopbackOnlyWSGI  # noqa: E402
+
+application = LoopbackOnlyWSGI(get_wsgi_application())

@@ -15,7 +15,13 @@ from observability.models import RequestLog
 from observability.selectors import request_log_find, usd
 from routing.api import schema
 from routing.api.base import GatewayApiView, authenticate
-from routing.errors import GatewayError
+from routing.errors import GatewayError, upstream_failure
+
+
+def _attempt_message(attempt) -> str:
+    if attempt.outcome in ("ok", "cancelled"):
+        return ""
+    return upstream_failure(attempt.outcome, attempt.http_status)
 
 
 def _usd_number(nano: int) -> orjson.Fragment:
@@ -53,7 +59,8 @@ def generation_json(log: RequestLog) -> dict[str, Any]:
                 "model": attempt.model,
                 "outcome": attempt.outcome,
                 "status": attempt.http_status,
-                "message": attempt.message,
+                # What the provider said stays in our log: it can name our account there.
+                "message": _attempt_message(attempt),
                 "started_ms": attempt.offset_ms,
                 "duration_ms": attempt.duration_ms,
                 "time_to_first_token_ms": attempt.ttft_ms,

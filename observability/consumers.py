@@ -3,19 +3,27 @@
 
 Only a logged-in member of the organization gets in (anyone else is refused with close code
 4403 before the handshake completes). On joining, the member gets the current figures, then one
-message per written batch of the organization's requests (observability.live).
+message per written batch of the organization's requests (observability.live). A member who is
+removed is disconnected with 4403: at once (accounts sends to the member's session group), and
+in any case by the membership re-check every LIVE_MEMBERSHIP_RECHECK_SECONDS.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
-from accounts.selectors import membership_find
+from accounts.selectors import member_session_group, membership_find
 from observability import live
 from observability.selectors import overview_figures, platform_figures
 
 CLOSE_FORBIDDEN = 4403
+logger = logging.getLogger(__name__)
 
 
 def _member_org_id(user, organization_id) -> str | None:
@@ -29,6 +37,8 @@ def _figures(organization_id: str) -> dict:
 
 class LiveOverviewConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    member_group: str | None = None
+    recheck: asyncio.Task | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -41,14 +51,39 @@ class LiveOverviewConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = live.group_for(organization_id)
+        self.member_group = member_session_group(organization_id=organization_id, user_id=user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(self.member_group, self.channel_name)
         await self.accept()
+        self.recheck = asyncio.create_task(self._recheck_membership(user, organization_id))
         figures = await database_sync_to_async(_figures)(organization_id)
         await self.send_json({"type": "snapshot", "figures": figures})
 
+    async def _recheck_membership(self, user, organization_id: str) -> None:
+        while True:
+            await asyncio.sleep(settings.LIVE_MEMBERSHIP_RECHECK_SECONDS)
+            try:
+                member = await database_sync_to_async(_member_org_id)(user, organization_id)
+            except Exception:
+                # The database is away: the socket stays, the next round asks again.
+                logger.warning("live membership re-check failed", exc_info=True)
+                continue
+            if member is None:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+
     async def disconnect(self, code) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.recheck is not None:
+            self.recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.recheck
+        for group in (self.group, self.member_group):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def membership_revoked(self, event) -> None:
+        """The member was removed from the organization (accounts.services.sessions)."""
+        await self.close(code=CLOSE_FORBIDDEN)
 
     async def receive_json(self, content, **kwargs) -> None:
         """The stream is one-way; whatever the page sends is ignored."""

@@ -4,7 +4,7 @@ attempt counts against its endpoint).
 - Uptime over 5 minutes, 30 minutes, 1 day and 30 days: successes / (successes + errors).
   Rate-limit answers count in neither; nor do attempts cancelled (a hedge that lost, a caller
   who left) or refused for the caller's own request (bad request, context too long, filtered).
-- Time to first token p50/p90/p99 and throughput p50 over the last day, from fixed
+- Time to first token p50/p90/p95/p99 and throughput p50 over the last day, from fixed
   histograms (models.TTFT_BOUNDS_MS, TPS_BOUNDS): a percentile is the upper bound of the
   bucket it falls in.
 
@@ -132,7 +132,7 @@ def _uptime(ok: int, errors: int) -> float | None:
 
 
 def endpoint_health(*, now: datetime | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(provider, model): {"uptime": {"5m", "30m", "1d", "30d"}, "ttft_ms": {p50, p90, p99},
+    """{(provider, model): {"uptime": {"5m", "30m", "1d", "30d"}, "ttft_ms": {p50, p90, p95, p99},
     "throughput_p50", "requests_1d"}} for every endpoint seen in the last 30 days."""
     now = now or timezone.now()
     rows = EndpointHealthMinute.objects.filter(minute__gt=now - WINDOWS["30d"], minute__lte=now)
@@ -162,7 +162,7 @@ def endpoint_health(*, now: datetime | None = None) -> dict[tuple[str, str], dic
     for key, figures in out.items():
         figures["ttft_ms"] = {
             name: percentile(ttft[key], TTFT_BOUNDS_MS, q)
-            for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+            for name, q in (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
         }
         figures["throughput_p50"] = percentile(tps[key], TPS_BOUNDS, 0.5)
     return out
@@ -175,6 +175,8 @@ def endpoint_health_share(*, now: datetime | None = None) -> int:
     figures = {
         f"{model}@{provider}": {
             "ttft_ms_p50": f["ttft_ms"]["p50"],
+            # What the router sizes a stream's first-token limit from.
+            "ttft_ms_p95": f["ttft_ms"]["p95"],
             "throughput_p50": f["throughput_p50"],
             "uptime_30m": f["uptime"]["30m"],
         }

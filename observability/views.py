@@ -41,6 +41,7 @@ from observability.selectors import (
 )
 from observability.services import log_settings_update
 from observability.writer.buffer import BODY_ORGS_REFRESH_SECONDS
+from routing.errors import upstream_failure
 
 PAGE_SIZE = 50
 RANGES = (
@@ -298,6 +299,10 @@ def _waterfall(log: RequestLog) -> dict[str, Any]:
                     if attempt.ttft_ms is not None
                     else None
                 ),
+                # Our words for a failure: what the provider said can name our account there.
+                "message": ""
+                if attempt.outcome in ("ok", "cancelled")
+                else upstream_failure(attempt.outcome, attempt.http_status),
                 "fill": "#10b981"
                 if attempt.outcome == "ok"
                 else ("#9ca3af" if attempt.outcome == "cancelled" else "#ef4444"),

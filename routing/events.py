@@ -129,3 +129,69 @@ def generation_finished(
         except Exception:  # a broken sink must not break an answered request
             logger.exception("generation event sink failed")
     return event
+
+
+# A stream whose server process died: the gateway records its progress on its spend hold with
+# this note, and when the hold expires billing settles it at that progress and hands the note
+# back (billing.holds.orphans_subscribe), in whichever process runs the expiry (a worker).
+ORPHAN_ERROR = "server_stopped"
+
+
+def orphan_note(
+    admission: Admission, endpoint: EndpointSnap, usage: Usage, attempts: list[Attempt]
+) -> dict[str, Any]:
+    """What the generation's log needs besides its ids and cost (kept small: it is written to
+    the hold every few seconds while the stream runs)."""
+    return {
+        "rm": admission.models[0].id,
+        "m": endpoint.model_id,
+        "pv": endpoint.provider,
+        "e": endpoint.id,
+        "u": [
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+        ],
+        "a": [a.as_dict() for a in attempts],
+        "r": admission.received_at,
+        "t": time.time(),
+        "op": admission.operation,
+    }
+
+
+def generation_orphaned(record: Any, note: dict[str, Any]) -> GenerationEvent | None:
+    """An orphan sink: the generation of a stream cut by its process dying, settled by the
+    hold expiry at its last recorded progress, goes to the sinks like any other (its request
+    log says how it ended)."""
+    if "m" not in note:
+        return None  # not a gateway's note
+    prompt, completion, cached, reasoning = (list(note.get("u") or ()) + [0, 0, 0, 0])[:4]
+    event = GenerationEvent(
+        generation_id=record.reference,
+        organization_id=record.organization_id,
+        key_id=record.key_id or "",
+        requested_model=note.get("rm") or note["m"],
+        model=note["m"],
+        provider=note.get("pv") or "",
+        endpoint_id=note.get("e") or 0,
+        usage=Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
+        ),
+        cost_nanousd=record.cost_nanousd,
+        streamed=True,
+        error=ORPHAN_ERROR,
+        attempts=tuple(note.get("a") or ()),
+        received_at=float(note.get("r") or time.time()),
+        finished_at=float(note.get("t") or time.time()),
+        operation=note.get("op") or "chat",
+    )
+    for sink in _sinks:
+        try:
+            sink(event)
+        except Exception:
+            logger.exception("generation event sink failed")
+    return event

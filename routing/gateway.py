@@ -21,7 +21,7 @@ from accounts.selectors import AuthenticatedKey
 from billing import selectors as billing_selectors
 from billing import services as billing
 from routing import events, imagefetch, policy, router, selectors
-from routing.errors import GatewayError, bad_request
+from routing.errors import GatewayError, bad_request, upstream_failure, upstream_message
 from routing.health import health_book
 from routing.pricing import cost_nanousd, hold_ttl_seconds, nano_to_usd, worst_case_nanousd
 from routing.providers.base import ErrorKind, UpstreamError, Usage
@@ -153,12 +153,22 @@ def check_key_allows(key: AuthenticatedKey, models: list[ModelSnap]) -> None:
             )
 
 
+def _lower(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 async def admit(key: AuthenticatedKey, *, tokens: int) -> dict[str, str]:
+    """RPM/TPM: the key's own limits, and the organization's: its plan's (or staff's
+    override), narrowed by any it set itself. One limiter round trip for all of them."""
     limits = []
     if key.rpm_limit or key.tpm_limit:
         limits.append(Limit("key", str(key.key_id), key.rpm_limit, key.tpm_limit))
-    if key.org_rpm_limit or key.org_tpm_limit:
-        limits.append(Limit("org", str(key.organization_id), key.org_rpm_limit, key.org_tpm_limit))
+    # Warm in this process's memory (the hold reads it too): no I/O on the hot path.
+    plan = await billing_selectors.billing_snapshot(organization_id=key.organization_id)
+    org_rpm = _lower(key.org_rpm_limit or None, plan.rpm_limit)
+    org_tpm = _lower(key.org_tpm_limit or None, plan.tpm_limit)
+    if org_rpm or org_tpm:
+        limits.append(Limit("org", str(key.organization_id), org_rpm, org_tpm))
     if not limits:
         return {}
     try:
@@ -192,11 +202,17 @@ async def admit(key: AuthenticatedKey, *, tokens: int) -> dict[str, str]:
 
 
 async def admit_chat(
-    key: AuthenticatedKey, request: ChatRequest, *, generation_id: str | None = None
+    key: AuthenticatedKey,
+    request: ChatRequest,
+    *,
+    generation_id: str | None = None,
+    rate_limited: bool = True,
 ) -> Admission:
     """Check, rate-limit and hold a chat request. `generation_id` is given by callers that
     may run the same work twice (a batch item re-run after its worker died): the hold,
-    its settlement and the ledger entry all key on it, so the work is billed once."""
+    its settlement and the ledger entry all key on it, so the work is billed once.
+    `rate_limited=False` (batch items) skips the RPM/TPM limits, sized for interactive
+    traffic: batches have caps of their own on calls in flight."""
     snapshot = await catalog.aget()
     models = resolve_models(snapshot, request.model_names, embeddings=False)
     check_key_allows(key, models)
@@ -247,9 +263,10 @@ async def admit_chat(
         estimate=estimate,
     )
     output_caps(admission, request.body, request.max_tokens)
-    admission.headers = await admit(
-        key, tokens=max(admission.prompt_for(e) for e in candidates) + admission.max_tokens
-    )
+    if rate_limited:
+        admission.headers = await admit(
+            key, tokens=max(admission.prompt_for(e) for e in candidates) + admission.max_tokens
+        )
     if request.hedge_after_ms is not None:
         # The plan sets the earliest hedge: each hedged attempt is billed, so "0 ms" would
         # double every prompt's cost.
@@ -476,15 +493,20 @@ async def settle(admission: Admission, cost: int, *, reached_provider: bool = Tr
     admission.settled = True
     if not admission.held_nanousd:
         return
-    if not reached_provider:
-        await billing.hold_release(hold_id=admission.generation_id)
-        return
-    await billing.hold_settle(
-        hold_id=admission.generation_id,
-        actual_nanousd=cost,
-        organization_id=admission.key.organization_id,
-        key_id=admission.key.key_id,
-    )
+    # A side effect of a request that may already be answered: it never fails the request
+    # (billing queues the usage for the ledger whatever happens to Redis).
+    try:
+        if not reached_provider:
+            await billing.hold_release(hold_id=admission.generation_id)
+            return
+        await billing.hold_settle(
+            hold_id=admission.generation_id,
+            actual_nanousd=cost,
+            organization_id=admission.key.organization_id,
+            key_id=admission.key.key_id,
+        )
+    except Exception:
+        logger.exception("could not settle %s", admission.generation_id)
 
 
 # The caller's names for the output cap; the gateway sends its own (what was held).
@@ -513,9 +535,19 @@ def attempt_body(body: dict[str, Any], admission: Admission, endpoint) -> dict[s
 
 
 def _shown(attempts: list[router.Attempt]) -> list[dict[str, Any]]:
-    """What the caller needs to see of each attempt (the log has the timings)."""
-    shown = ("provider", "model", "outcome", "status", "message", "duration_ms")
-    return [{k: v for k, v in a.as_dict().items() if k in shown} for a in attempts]
+    """What the caller needs to see of each attempt (the log has the timings, and what the
+    provider said: callers get our words for it)."""
+    shown = ("provider", "model", "outcome", "status", "duration_ms")
+    out = []
+    for a in attempts:
+        item = {k: v for k, v in a.as_dict().items() if k in shown}
+        item["message"] = (
+            ""
+            if a.outcome in ("ok", "cancelled", "pending")
+            else upstream_failure(a.outcome, a.http_status)
+        )
+        out.append(item)
+    return out
 
 
 def failed(error: Exception, admission: Admission) -> GatewayError:
@@ -561,7 +593,9 @@ def failed(error: Exception, admission: Admission) -> GatewayError:
         }.get(error.kind, "invalid_request" if status == 400 else "upstream_error")
         return GatewayError(
             status,
-            f"The provider refused the request: {error.message}",
+            upstream_message(error)
+            if error.from_provider
+            else f"The provider refused the request: {error.message}",
             code=code,
             headers=admission.headers,
         )
@@ -649,6 +683,20 @@ async def _image_refused(
     return bad_request(str(refused), param="messages", code="image_url_refused")
 
 
+def may_reason(admission: Admission, body: dict[str, Any], endpoint: EndpointSnap) -> bool:
+    """May this endpoint think before it answers (a reasoning model not told to keep its
+    thinking minimal)? Then it gets the longer first-token floor and idle limit."""
+    if body.get("reasoning_effort") in ("none", "minimal"):
+        return False
+    return any(m.id == endpoint.model_id and m.reasoning_levels for m in admission.models)
+
+
+def record_speed(endpoint: EndpointSnap, tokens: int, seconds: float) -> None:
+    """The endpoint's output speed, from answers long enough to measure."""
+    if tokens >= 8 and seconds >= 0.05:
+        health_book.record_speed(endpoint.key, tokens / seconds)
+
+
 async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]:
     body = upstream_body(request, admission)
     attempts: list[router.Attempt] = []
@@ -656,10 +704,17 @@ async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]
 
     async def attempt(endpoint: EndpointSnap):
         _check_room(admission, attempts, endpoint)
-        started = time.perf_counter()
         sent = await _body_for(endpoint, body, images)
-        result = await router.call_chat_once(endpoint, attempt_body(sent, admission, endpoint))
-        health_book.record_success(endpoint.key, ttft_ms=(time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        result = await router.call_chat_once(
+            endpoint,
+            attempt_body(sent, admission, endpoint),
+            reasoning=may_reason(admission, body, endpoint),
+        )
+        elapsed = time.perf_counter() - started
+        health_book.record_success(endpoint.key, ttft_ms=elapsed * 1000)
+        # The whole answer's time, its first token's wait included: a slow-side speed.
+        record_speed(endpoint, result[1].completion_tokens, elapsed)
         return result
 
     # In a task of its own, so that a client hanging up doesn't cancel a call the provider
@@ -752,8 +807,13 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
     async def attempt(endpoint: EndpointSnap):
         _check_room(admission, attempts, endpoint)
         sent = await _body_for(endpoint, body, images)
-        result = await router.open_stream_once(endpoint, attempt_body(sent, admission, endpoint))
+        result = await router.open_stream_once(
+            endpoint,
+            attempt_body(sent, admission, endpoint),
+            reasoning=may_reason(admission, body, endpoint),
+        )
         health_book.record_success(endpoint.key, ttft_ms=result.ttft_ms)
+        health_book.record_first_token(endpoint.key, result.ttft_ms)
         return result
 
     try:
@@ -804,6 +864,7 @@ async def stream_events(
         base["simulated"] = True
     failure: UpstreamError | None = None
     finished = False
+    progress = _Progress()
 
     def frame(chunk: dict[str, Any]) -> dict[str, Any] | None:
         chunk.pop("usage", None)
@@ -812,6 +873,8 @@ async def stream_events(
         tracker.observe(chunk)
         return {**base, **chunk}
 
+    # Its prompt at least, as soon as it runs: detached, so the first bytes don't wait.
+    progress.start(admission, tracker, result)
     try:
         for chunk in result.first:
             framed = frame(chunk)
@@ -834,10 +897,13 @@ async def stream_events(
                             yield _sse(pending)
                         held.clear()
                         yield _sse(framed)
+                await progress.record(admission, tracker, result)
         except UpstreamError as error:
             failure = error
         if failure is not None:
             health_book.record_failure(endpoint.key)
+        else:
+            record_speed(endpoint, tracker.delivered_tokens, time.perf_counter() - result.first_at)
         # Settled before the last bytes go out: a client that leaves on the usage chunk or
         # [DONE] changes nothing.
         usage, cost = await _bill_stream(
@@ -852,7 +918,9 @@ async def stream_events(
                     **base,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
                     "error": {
-                        "message": f"The provider's stream failed: {failure.message}",
+                        "message": upstream_message(failure)
+                        if failure.from_provider
+                        else f"The provider's stream failed: {failure.message}",
                         "type": "upstream_error",
                         "code": str(failure.kind),
                         "param": None,
@@ -893,15 +961,56 @@ async def stream_events(
             )
 
 
+class _Progress:
+    """A stream's cost so far, recorded on its hold as it goes (when it starts, then every
+    ROUTING_STREAM_PROGRESS_SECONDS): if this process dies mid-stream, the hold's expiry
+    bills that instead of releasing it, and logs the generation. One Redis call a second per
+    stream (~0.25 ms)."""
+
+    __slots__ = ("next_at",)
+
+    def __init__(self) -> None:
+        self.next_at = 0.0
+
+    def start(
+        self, admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
+    ) -> None:
+        if settings.ROUTING_STREAM_PROGRESS_SECONDS > 0 and admission.held_nanousd:
+            _detach(self.record(admission, tracker, result))
+
+    async def record(
+        self, admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
+    ) -> None:
+        now = time.monotonic()
+        every = settings.ROUTING_STREAM_PROGRESS_SECONDS
+        if now < self.next_at or every <= 0 or admission.settled or not admission.held_nanousd:
+            return
+        self.next_at = now + every
+        endpoint = result.endpoint
+        try:
+            usage = _delivered_usage(admission, endpoint, tracker, result.decoder.usage)
+            await billing.hold_progress(
+                hold_id=admission.generation_id,
+                cost_nanousd=cost_nanousd(endpoint, usage) + admission.attempts_cost,
+                organization_id=admission.key.organization_id,
+                key_id=admission.key.key_id,
+                note=events.orphan_note(admission, endpoint, usage, result.attempts or []),
+            )
+        except Exception:  # best effort: the stream itself goes on
+            logger.warning("could not record the progress of %s", admission.generation_id)
+
+
 async def _drain_and_bill(
     admission: Admission, tracker: router.StreamTracker, result: router.StreamResult
 ) -> None:
+    progress = _Progress()
     try:
         async with asyncio.timeout(settings.ROUTING_DRAIN_SECONDS):
             async for chunks in result.drain():
                 for chunk in chunks:
                     if chunk.get("choices"):
                         tracker.observe(chunk)  # generated, hence billed, if never delivered
+                await progress.record(admission, tracker, result)
     except Exception:  # noqa: BLE001 - a broken or slow drain falls back to the estimate
         logger.info("could not drain the stream of %s", admission.generation_id)
     finally:
@@ -966,6 +1075,7 @@ async def embed(
     *,
     discount_percent: int = 0,
     generation_id: str | None = None,
+    rate_limited: bool = True,
 ) -> tuple:
     snapshot = await catalog.aget()
     models = resolve_models(snapshot, (model_name,), embeddings=True)
@@ -976,7 +1086,7 @@ async def embed(
     defaults = await selectors.routing_policy_for(key.organization_id)
     prefs, strategy = policy.merge(defaults, router.Preferences(), None)
     candidates = router.plan(models, prefs, strategy=strategy, health=health_book)
-    headers = await admit(key, tokens=tokens)
+    headers = await admit(key, tokens=tokens) if rate_limited else {}
     admission = Admission(
         key=key,
         models=models,

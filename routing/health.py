@@ -8,6 +8,7 @@ Retry-After; it doesn't count as the endpoint being broken.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import deque
@@ -38,10 +39,35 @@ class EndpointHealth:
     # (p50 ttft, p50 tokens/s), recomputed only after a new outcome: the router reads it for
     # every candidate of every request.
     _medians: tuple[float | None, float | None] | None = None
+    # What a slow or silent answer is measured against: streams' times to first token (ms)
+    # and answers' output speeds (tokens/s), the last of each.
+    first_tokens: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    speeds: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    # (p95 time to first token, slow-end tokens/s), recomputed after a new figure, at most
+    # once a second: sorting the window on every request would cost more than the request.
+    _timing: tuple[float | None, float | None] | None = None
+    _timing_at: float = 0.0
+    _timing_stale: bool = False
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
         self._medians = None
+
+    def timing(self) -> tuple[float | None, float | None]:
+        timing = self._timing
+        if timing is None or self._timing_stale:
+            now = time.monotonic()
+            if timing is None or now - self._timing_at >= 1.0 or None in timing:
+                timing = self._timing = (
+                    percentile(self.first_tokens, 0.95),
+                    percentile(self.speeds, 0.05),
+                )
+                self._timing_at = now
+                self._timing_stale = False
+        return timing
+
+    def figure_added(self) -> None:
+        self._timing_stale = True
 
     def medians(self) -> tuple[float | None, float | None]:
         if self._medians is None:
@@ -65,17 +91,30 @@ class EndpointHealth:
         return statistics.median(values) if values else None
 
 
+def percentile(values, q: float) -> float | None:
+    """Nearest-rank percentile; None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+
 class HealthBook:
     def __init__(self) -> None:
         self._by_key: dict[str, EndpointHealth] = {}
         # Platform-wide figures measured from every process's traffic (observability
         # publishes them): what a process that has not called an endpoint yet goes by.
         self._measured: dict[str, tuple[float | None, float | None]] = {}
+        self._measured_timing: dict[str, tuple[float | None, float | None]] = {}
 
     def set_measured(self, figures: dict[str, dict]) -> None:
-        """{endpoint key: {"ttft_ms_p50", "throughput_p50"}} from routing.services."""
+        """{endpoint key: {"ttft_ms_p50", "ttft_ms_p95", "throughput_p50"}} from
+        routing.services."""
         self._measured = {
             key: (f.get("ttft_ms_p50"), f.get("throughput_p50")) for key, f in figures.items()
+        }
+        self._measured_timing = {
+            key: (f.get("ttft_ms_p95"), f.get("throughput_p50")) for key, f in figures.items()
         }
 
     def get(self, key: str) -> EndpointHealth:
@@ -93,9 +132,33 @@ class HealthBook:
                 return ttft, tps
         return self._measured.get(key, (None, None))
 
+    def timing(self, key: str) -> tuple[float | None, float | None]:
+        """(p95 time to first token ms, slow-end output tokens/s) measured for an endpoint:
+        this process's own figures, else the platform's, else None (not measured)."""
+        health = self._by_key.get(key)
+        ttft = speed = None
+        if health is not None:
+            ttft, speed = health.timing()
+        if ttft is None or speed is None:
+            shared_ttft, shared_speed = self._measured_timing.get(key, (None, None))
+            ttft = ttft if ttft is not None else shared_ttft
+            speed = speed if speed is not None else shared_speed
+        return ttft, speed
+
+    def record_first_token(self, key: str, ms: float) -> None:
+        health = self.get(key)
+        health.first_tokens.append(ms)
+        health.figure_added()
+
+    def record_speed(self, key: str, tokens_per_second: float) -> None:
+        health = self.get(key)
+        health.speeds.append(tokens_per_second)
+        health.figure_added()
+
     def reset(self) -> None:
         self._by_key.clear()
         self._measured = {}
+        self._measured_timing = {}
 
     def available(self, key: str, now: float | None = None) -> bool:
         """May a request go to this endpoint now? A half-open circuit lets one probe through."""

@@ -33,6 +33,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
+from config.cooldown import Cooldown
+
 __all__ = [
     "Decision",
     "InProcessRateLimiter",
@@ -229,7 +231,8 @@ class InProcessRateLimiter(RateLimiter):
     _SWEEP_AT = 4096
 
     def __init__(self) -> None:
-        self._tat: dict[tuple[str, str, bool], float] = {}
+        # (scope, subject, is_tokens) -> (TAT, the per-minute limit it was charged under)
+        self._tat: dict[tuple[str, str, bool], tuple[float, int]] = {}
         # acquire() never awaits while it holds this, so it is atomic on the event loop; the
         # lock covers callers on other threads (sync code through async_to_sync).
         self._lock = threading.Lock()
@@ -244,9 +247,11 @@ class InProcessRateLimiter(RateLimiter):
         allowed = True
         with self._lock:
             for limit, is_tokens, per_minute, cost in checks:
-                tat = tats.get((limit.scope, limit.subject, is_tokens), now)
+                tat, was = tats.get((limit.scope, limit.subject, is_tokens), (now, per_minute))
                 if tat < now:
                     tat = now
+                elif was != per_minute:
+                    tat = now + (tat - now) * was / per_minute  # see _LUA: units used stay
                 new = tat + cost * PERIOD_S / per_minute
                 # 1 us of slack (as in Redis) so float rounding never refuses the last unit.
                 if new - now > PERIOD_S + 1e-6:
@@ -254,8 +259,8 @@ class InProcessRateLimiter(RateLimiter):
                 backlogs.append(tat - now)
                 news.append(new)
             if allowed:
-                for i, (limit, is_tokens, _, _) in enumerate(checks):
-                    tats[(limit.scope, limit.subject, is_tokens)] = news[i]
+                for i, (limit, is_tokens, per_minute, _) in enumerate(checks):
+                    tats[(limit.scope, limit.subject, is_tokens)] = (news[i], per_minute)
                     backlogs[i] = news[i] - now
                 if len(tats) > self._sweep_at:
                     self._sweep(now)
@@ -263,13 +268,16 @@ class InProcessRateLimiter(RateLimiter):
 
     def _sweep(self, now: float) -> None:
         # A TAT in the past means a full bucket, the same as no entry: drop those.
-        for key in [k for k, tat in self._tat.items() if tat <= now]:
+        for key in [k for k, (tat, _) in self._tat.items() if tat <= now]:
             del self._tat[key]
         self._sweep_at = max(self._SWEEP_AT, 2 * len(self._tat))
 
 
-# KEYS[i]: the TAT of one limit, in microseconds of Redis' clock since 2024 (small enough that
-# a double keeps sub-microsecond precision, so a tiny cost against a huge limit still counts).
+# KEYS[i]: one limit's state, "TAT limit": the TAT in microseconds of Redis' clock since 2024
+# (small enough that a double keeps sub-microsecond precision, so a tiny cost against a huge
+# limit still counts) and the per-minute limit it was charged under. When the limit changes
+# (staff raise an organization's), the backlog is rescaled so the units used in the last
+# minute stay used: a raised limit has room at once, a lowered one none extra.
 # ARGV[1]: "per_minute cost" for each key in turn, space-separated. One argument in and one
 # string out cost the client far less to encode and parse than one value each.
 # Returns "allowed backlog_us...": each backlog after the charge if allowed, as it stands if not.
@@ -278,12 +286,21 @@ local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1704067200) * 1000000 + tonumber(t[2])
 local tats = redis.call('MGET', unpack(KEYS))
 local out = {1}
+local limits = {}
 local i = 0
 for per_minute, cost in string.gmatch(ARGV[1], '(%d+) (%d+)') do
   i = i + 1
-  local tat = tonumber(tats[i]) or now
+  local limit = tonumber(per_minute)
+  limits[i] = limit
+  local tat = now
+  if tats[i] then
+    local stored, was = string.match(tats[i], '^(%S+) ?(%d*)$')
+    tat = tonumber(stored) or now
+    was = tonumber(was)
+    if tat > now and was and was ~= limit then tat = now + (tat - now) * was / limit end
+  end
   if tat < now then tat = now end
-  local new = tat + tonumber(cost) * 60000000 / tonumber(per_minute)
+  local new = tat + tonumber(cost) * 60000000 / limit
   -- 1 us of slack so float rounding never refuses the last unit of a minute.
   if new - now > 60000001 then out[1] = 0 end
   out[i + 1] = tat - now
@@ -293,7 +310,7 @@ if out[1] == 1 then
   for j = 1, i do
     local new = tats[j]
     if new > now then
-      redis.call('SET', KEYS[j], string.format('%.17g', new),
+      redis.call('SET', KEYS[j], string.format('%.17g %d', new, limits[j]),
                  'PX', math.ceil((new - now) / 1000) + 1000)
       out[j + 1] = new - now
     end
@@ -320,10 +337,14 @@ class RedisRateLimiter(RateLimiter):
         *,
         max_connections: int = 64,
         timeout: float = 1.0,
+        connect_timeout: float | None = None,
     ) -> None:
         self.url = url
         self._max_connections = max_connections
         self._timeout = timeout
+        self._connect_timeout = timeout if connect_timeout is None else connect_timeout
+        # After a failure, refuse at once for a moment instead of a timeout per request.
+        self.cooldown = Cooldown()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -336,7 +357,7 @@ class RedisRateLimiter(RateLimiter):
             max_connections=self._max_connections,
             timeout=self._timeout,  # waiting for a free connection
             socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
+            socket_connect_timeout=self._connect_timeout,
             client_name="llmapi-ratelimit",
             # Retry only a broken connection, once: a timed-out EVALSHA may have run already,
             # and a retry would charge the request twice.
@@ -361,6 +382,8 @@ class RedisRateLimiter(RateLimiter):
             for limit, is_tokens, _, _ in checks
         ]
         spec = " ".join([f"{check[2]} {check[3]}" for check in checks])
+        if self.cooldown.active:
+            raise RateLimitUnavailable("rate limiter unavailable: Redis failed a moment ago")
         client = self._client()
         try:
             try:
@@ -369,6 +392,7 @@ class RedisRateLimiter(RateLimiter):
                 await client.script_load(_LUA)
                 reply = await client.evalsha(_LUA_SHA, n, *keys, spec)
         except (RedisError, OSError) as exc:
+            self.cooldown.trip()
             raise RateLimitUnavailable(f"rate limiter unavailable: {exc}") from exc
         fields = reply.split()
         return int(fields[0]) == 1, [float(us) / 1_000_000 for us in fields[1:]]
@@ -398,5 +422,13 @@ def _replace_limiter(url: str) -> RateLimiter:
     global _limiter
     with _limiter_lock:
         if _limiter is None or _limiter.url != url:
-            _limiter = RedisRateLimiter(url) if url else InProcessRateLimiter()
+            _limiter = (
+                RedisRateLimiter(
+                    url,
+                    timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                )
+                if url
+                else InProcessRateLimiter()
+            )
         return _limiter

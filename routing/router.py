@@ -4,6 +4,9 @@
 preferences, health). `Call` runs the attempts: one after another on timeout, 429, 5xx or a
 broken connection, optionally racing a second endpoint when the first is slow (hedging). A
 stream may fall back only until its first chunk is ready for the client.
+
+A slow or silent provider costs a bounded wait (`first_token_seconds`, `idle_seconds`,
+`answer_seconds`), sized from what the endpoint was measured to do, within the attempt timeout.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from routing.providers.base import (
     UpstreamRequest,
     Usage,
 )
+from routing.providers.common import max_tokens_of
 from routing.providers.registry import adapter_for
 from routing.snapshot import EndpointSnap, ModelSnap
 from routing.tokens import text_tokens
@@ -115,6 +119,49 @@ def plan(
     return ordered
 
 
+def first_token_seconds(
+    endpoint: EndpointSnap, *, reasoning: bool = False, health: HealthBook = health_book
+) -> float:
+    """How long a stream may take to its first token: a multiple of the endpoint's p95, never
+    under the floor (longer when the model may think first); the default while unmeasured."""
+    floor = (
+        settings.ROUTING_REASONING_FIRST_TOKEN_FLOOR_SECONDS
+        if reasoning
+        else settings.ROUTING_FIRST_TOKEN_FLOOR_SECONDS
+    )
+    p95_ms = health.timing(endpoint.key)[0]
+    if p95_ms is None:
+        limit = max(settings.ROUTING_FIRST_TOKEN_DEFAULT_SECONDS, floor)
+    else:
+        limit = max(floor, settings.ROUTING_FIRST_TOKEN_MULTIPLIER * p95_ms / 1000)
+    return min(limit, settings.ROUTING_ATTEMPT_TIMEOUT)
+
+
+def idle_seconds(*, reasoning: bool = False) -> float:
+    """How long a stream that has started may go without sending anything."""
+    idle = (
+        settings.ROUTING_REASONING_STREAM_IDLE_SECONDS
+        if reasoning
+        else settings.ROUTING_STREAM_IDLE_SECONDS
+    )
+    return min(idle, settings.ROUTING_ATTEMPT_TIMEOUT)
+
+
+def answer_seconds(
+    endpoint: EndpointSnap,
+    *,
+    output_cap: int | None,
+    reasoning: bool = False,
+    health: HealthBook = health_book,
+) -> float:
+    """How long a non-streamed answer may take: its first token's limit, plus its whole output
+    cap at the endpoint's measured output speed (slow end; a modest default while unmeasured)."""
+    speed = health.timing(endpoint.key)[1] or settings.ROUTING_DEFAULT_TOKENS_PER_SECOND
+    cap = output_cap or endpoint.max_output_tokens
+    limit = first_token_seconds(endpoint, reasoning=reasoning, health=health) + cap / speed
+    return min(limit, settings.ROUTING_ATTEMPT_TIMEOUT)
+
+
 @dataclass(slots=True)
 class Attempt:
     endpoint: EndpointSnap
@@ -178,11 +225,36 @@ class StreamResult:
     attempts: list[Attempt]
     ttft_ms: float
     closed: bool = False
+    # The longest silence allowed between reads once the stream has started (None: only the
+    # transport's read timeout).
+    idle_seconds: float | None = None
+    # When the first chunk was in hand (perf_counter), for the endpoint's output speed.
+    first_at: float = 0.0
+
+    _watch: _IdleWatch | None = None
 
     async def rest(self) -> AsyncIterator[list[dict[str, Any]]]:
-        """The remaining chunks. Raises UpstreamError when the stream breaks off."""
+        """The remaining chunks. Raises UpstreamError when the stream breaks off or stalls."""
+        idle = self.idle_seconds
+        watch = self._watch = _IdleWatch(idle) if idle else None
         try:
-            async for data in self.iterator:
+            while True:
+                # Only the read is watched, never the client's side of a yield.
+                if watch is not None:
+                    watch.start()
+                try:
+                    data = await anext(self.iterator)
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    if watch is not None and watch.expired():
+                        raise UpstreamError(
+                            ErrorKind.TIMEOUT, f"the provider sent nothing for {idle:g} s"
+                        ) from None
+                    raise
+                finally:
+                    if watch is not None:
+                        watch.reading = None
                 chunks = self.decoder.feed(data)
                 if chunks:
                     yield chunks
@@ -193,6 +265,9 @@ class StreamResult:
             raise UpstreamError(ErrorKind.TIMEOUT, "the provider stopped sending") from None
         except httpx.TransportError as error:
             raise UpstreamError(ErrorKind.STREAM_CUT, f"the stream broke off: {error}") from None
+        finally:
+            if watch is not None:
+                watch.close()
         if not self.decoder.done:
             raise UpstreamError(ErrorKind.STREAM_CUT, "the provider's stream ended early")
 
@@ -211,9 +286,59 @@ class StreamResult:
             yield tail
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         if not self.closed:
             self.closed = True
             await self.response.aclose()
+
+
+class _IdleWatch:
+    """Cancels the read a stream is blocked in once it has waited `idle` seconds. One timer per
+    stream, re-armed only when it comes due (a timer per read would cost more than the read's
+    own bookkeeping on a fast stream)."""
+
+    __slots__ = ("idle", "loop", "reading", "owner", "since", "handle", "fired")
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.loop = asyncio.get_running_loop()
+        self.reading: asyncio.Task | None = None  # the task blocked in a read, if any
+        self.owner: asyncio.Task | None = None  # the task that read last
+        self.since = self.loop.time()
+        self.fired = False
+        self.handle: asyncio.TimerHandle | None = self.loop.call_at(self.since + idle, self._check)
+
+    def start(self) -> None:
+        self.reading = self.owner = asyncio.current_task()
+        self.since = self.loop.time()
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        task = self.reading
+        if task is not None and now >= self.since + self.idle:
+            self.handle = None
+            self.fired = True
+            task.cancel()
+            return
+        if self.owner is not None and self.owner.done():
+            self.handle = None  # a stream left unread and unclosed: nothing to watch
+            return
+        due = self.since + self.idle if task is not None else now + self.idle
+        self.handle = self.loop.call_at(due, self._check)
+
+    def expired(self) -> bool:
+        """Was the cancellation ours (and nobody else's)? Then it is undone, to be raised as
+        a timeout instead."""
+        if not self.fired:
+            return False
+        task = asyncio.current_task()
+        return task is None or task.uncancel() == 0
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 def _timeout() -> httpx.Timeout:
@@ -259,7 +384,21 @@ async def _send(request: UpstreamRequest, adapter: Adapter) -> httpx.Response:
     return response
 
 
-async def call_chat_once(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[dict, Usage]:
+async def call_chat_once(
+    endpoint: EndpointSnap, body: dict[str, Any], *, reasoning: bool = False
+) -> tuple[dict, Usage]:
+    """One non-streamed call, bounded by `answer_seconds` for the body's output cap."""
+    limit = answer_seconds(endpoint, output_cap=max_tokens_of(body), reasoning=reasoning)
+    try:
+        async with asyncio.timeout(limit):
+            return await _call_chat(endpoint, body)
+    except TimeoutError:
+        raise UpstreamError(
+            ErrorKind.TIMEOUT, f"no answer from the provider within {limit:g} s", billable=True
+        ) from None
+
+
+async def _call_chat(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[dict, Usage]:
     adapter = adapter_for(endpoint.wire)
     response = await _send(adapter.chat_request(endpoint.target, body, stream=False), adapter)
     try:
@@ -301,8 +440,24 @@ async def call_embeddings_once(endpoint: EndpointSnap, body: dict[str, Any]) -> 
     return adapter.embeddings_response(endpoint.target, data)
 
 
-async def open_stream_once(endpoint: EndpointSnap, body: dict[str, Any]) -> StreamResult:
-    """Starts a stream and reads until the first chunk for the client is ready."""
+async def open_stream_once(
+    endpoint: EndpointSnap, body: dict[str, Any], *, reasoning: bool = False
+) -> StreamResult:
+    """Starts a stream and reads until the first chunk for the client is ready, within
+    `first_token_seconds`; the rest may then pause at most `idle_seconds` between reads."""
+    limit = first_token_seconds(endpoint, reasoning=reasoning)
+    try:
+        async with asyncio.timeout(limit):
+            result = await _open_stream(endpoint, body)
+    except TimeoutError:
+        raise UpstreamError(
+            ErrorKind.TIMEOUT, f"no output from the provider within {limit:g} s", billable=True
+        ) from None
+    result.idle_seconds = idle_seconds(reasoning=reasoning)
+    return result
+
+
+async def _open_stream(endpoint: EndpointSnap, body: dict[str, Any]) -> StreamResult:
     adapter = adapter_for(endpoint.wire)
     started = time.perf_counter()
     response = await _send(adapter.chat_request(endpoint.target, body, stream=True), adapter)
@@ -310,19 +465,21 @@ async def open_stream_once(endpoint: EndpointSnap, body: dict[str, Any]) -> Stre
     iterator = response.aiter_bytes()
     first: list[dict[str, Any]] = []
     try:
-        while not first:
+        # Until a chunk carries output: a role-only opening chunk is not a first token, and
+        # sending it would rule out a fallback if the token never comes.
+        while not _has_output(first):
             try:
                 data = await anext(iterator)
             except StopAsyncIteration:
-                first = decoder.finish()
-                if not first:
+                first += decoder.finish()
+                if not _has_output(first):
                     raise UpstreamError(
                         ErrorKind.STREAM_CUT,
                         "the provider's stream ended before any output",
                         billable=True,
                     ) from None
                 break
-            first = decoder.feed(data)
+            first += decoder.feed(data)
     except httpx.TimeoutException:
         await response.aclose()
         raise UpstreamError(
@@ -344,7 +501,28 @@ async def open_stream_once(endpoint: EndpointSnap, body: dict[str, Any]) -> Stre
         iterator=iterator,
         attempts=[],
         ttft_ms=(time.perf_counter() - started) * 1000,
+        first_at=time.perf_counter(),
     )
+
+
+def _has_output(chunks: list[dict[str, Any]]) -> bool:
+    """Does any chunk carry output (text, reasoning, a tool call, a finish) or the usage?"""
+    for chunk in chunks:
+        if chunk.get("usage"):
+            return True
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                return True
+            delta = choice.get("delta") or {}
+            if (
+                delta.get("content")
+                or delta.get("tool_calls")
+                or delta.get("reasoning")
+                or delta.get("reasoning_content")
+                or delta.get("refusal")
+            ):
+                return True
+    return False
 
 
 async def run(

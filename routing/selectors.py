@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from django.db import DatabaseError
+
 from accounts.models import Organization
 from config.db import run_db
 from config.localcache import LocalTTLCache
@@ -75,7 +77,15 @@ class PolicyCache:
         if value is None:
             value = cache.get(self.cache_key(org))
             if not isinstance(value, OrgRoutingDefaults):
-                row = RoutingPolicy.objects.filter(organization_id=org).values(*_FIELDS).first()
+                try:
+                    row = RoutingPolicy.objects.filter(organization_id=org).values(*_FIELDS).first()
+                except DatabaseError:
+                    # Neither the shared cache nor the database answers: this process's
+                    # last copy keeps serving (one that never had a copy has nothing).
+                    value = self._local.stale(org)
+                    if not isinstance(value, OrgRoutingDefaults):
+                        raise
+                    return value
                 value = OrgRoutingDefaults.from_row(row)
                 # `add`, never `set`: a read that raced an update must not put the old one back.
                 cache.add(self.cache_key(org), value, POLICY_SHARED_TTL)
@@ -88,11 +98,21 @@ class PolicyCache:
         if value is None:
             value = await cache.aget(self.cache_key(org))
             if not isinstance(value, OrgRoutingDefaults):
-                row = await run_db(
-                    lambda: (
-                        RoutingPolicy.objects.filter(organization_id=org).values(*_FIELDS).first()
+                try:
+                    row = await run_db(
+                        lambda: (
+                            RoutingPolicy.objects.filter(organization_id=org)
+                            .values(*_FIELDS)
+                            .first()
+                        )
                     )
-                )
+                except DatabaseError:
+                    # Neither the shared cache nor the database answers: this process's
+                    # last copy keeps serving (one that never had a copy has nothing).
+                    value = self._local.stale(org)
+                    if not isinstance(value, OrgRoutingDefaults):
+                        raise
+                    return value
                 value = OrgRoutingDefaults.from_row(row)
                 await cache.aadd(self.cache_key(org), value, POLICY_SHARED_TTL)
             self._local_put(org, value)

@@ -128,8 +128,8 @@ def _upsert(model, lookup: dict, values: dict):
 
 def endpoint_health_publish(*, figures: dict[str, dict[str, Any]]) -> None:
     """Endpoint health measured from every process's traffic ({"<model>@<provider>":
-    {"ttft_ms_p50", "throughput_p50", "uptime_30m"}}): this process uses it at once, the
-    others at their next catalog check (no query on the request path)."""
+    {"ttft_ms_p50", "ttft_ms_p95", "throughput_p50", "uptime_30m"}}): this process uses it at
+    once, the others at their next catalog check (no query on the request path)."""
     from routing.health import health_book
 
     cache.set(MEASURED_HEALTH_CACHE_KEY, figures, 3600)

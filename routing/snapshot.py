@@ -7,17 +7,21 @@ shared catalog version (one cache read) at most every CATALOG_REFRESH_SECONDS.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from config.db import run_db
 from config.localcache import process_cache as cache
 from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider
 from routing.providers.base import Target
+
+logger = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\{([A-Z0-9_]+)\}")
 
@@ -231,8 +235,14 @@ class SnapshotHolder:
             return self._snapshot
         version = cache.get(CATALOG_VERSION_CACHE_KEY)
         if self._snapshot is None or version is None or version != self._snapshot.version:
-            self._snapshot = build_snapshot()
-            cache.set(CATALOG_VERSION_CACHE_KEY, self._snapshot.version, None)
+            try:
+                self._snapshot = build_snapshot()
+            except DatabaseError:
+                if self._snapshot is None:
+                    raise
+                logger.warning("catalog not refreshed (database unavailable): serving the last")
+            else:
+                cache.set(CATALOG_VERSION_CACHE_KEY, self._snapshot.version, None)
         self._checked_at = now
         return self._snapshot
 
@@ -252,9 +262,16 @@ class SnapshotHolder:
 
             health_book.set_measured(measured)
         if snapshot is None or version is None or version != snapshot.version:
-            snapshot = await run_db(build_snapshot)
-            self._snapshot = snapshot
-            await cache.aset(CATALOG_VERSION_CACHE_KEY, snapshot.version, None)
+            try:
+                fresh = await run_db(build_snapshot)
+            except DatabaseError:
+                # The database is down: the last copy keeps serving (a cold process has none).
+                if snapshot is None:
+                    raise
+                logger.warning("catalog not refreshed (database unavailable): serving the last")
+            else:
+                snapshot = self._snapshot = fresh
+                await cache.aset(CATALOG_VERSION_CACHE_KEY, snapshot.version, None)
         self._checked_at = now
         return snapshot
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from config.asgi import application as asgi_application
+from config.wsgi import application as wsgi_application
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -14,6 +22,8 @@ PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
     "DJANGO_ALLOWED_HOSTS": "api.example.com",
     "EMAIL_HOST": "smtp.example.com",
+    # Never connected to by `check` unless the persistence check is on (then it warns).
+    "REDIS_URL": "redis://127.0.0.1:1/0",
 }
 
 
@@ -99,3 +109,99 @@ def test_forcing_the_simulator_in_production_is_explicit_and_warned():
     result = _manage("check", env=env)
     assert result.returncode == 0, result.stderr
     assert "routing.W001" in result.stderr + result.stdout
+
+
+def test_production_refuses_to_start_without_redis():
+    """Before: production settings without REDIS_URL started, with rate limits, spend holds
+    and the key cache kept per process (every limit multiplied by the number of processes)."""
+    env = {**PRODUCTION_ENV, **_secrets(), **PROVIDER_CREDENTIALS}
+    env["REDIS_URL"] = ""  # unset, whatever the machine's environment says
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "Set the REDIS_URL" in result.stderr
+
+
+# The default (local) settings, with DEBUG and the development secret key, serve loopback only.
+
+SETTING = "from django.conf import settings; print(settings.SERVE_LOOPBACK_ONLY)"
+
+
+def _local_setting(**env: str) -> str:
+    result = _manage(
+        "shell", "-c", SETTING, env={"DJANGO_SETTINGS_MODULE": "config.settings.local", **env}
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_local_settings_with_debug_and_the_known_secret_serve_loopback_only():
+    assert _local_setting() == "True"
+    # Your own secret and no DEBUG: you decide where to serve.
+    assert _local_setting(DJANGO_SECRET_KEY=secrets.token_urlsafe(50)) == "False"
+    assert _local_setting(DJANGO_DEBUG="false") == "False"
+
+
+@pytest.fixture
+def loopback_only(settings):
+    settings.SERVE_LOOPBACK_ONLY = True
+
+
+async def _get(path: str, *, server: str, client: str = "127.0.0.1") -> httpx.Response:
+    transport = httpx.ASGITransport(app=asgi_application, client=(client, 5555))
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{server}:8000") as http:
+        return await http.get(path)
+
+
+@pytest.mark.django_db
+async def test_a_request_on_a_non_loopback_address_is_refused(loopback_only):
+    # Served on 0.0.0.0 and reached through the machine's network address: 403, for pages
+    # and the API alike, before anything else runs.
+    for path in ("/healthz", "/accounts/login/", "/v1/models"):
+        refused = await _get(path, server="192.0.2.10")
+        assert refused.status_code == 403
+        assert b"development settings" in refused.content
+    assert (await _get("/healthz", server="192.0.2.10", client="192.0.2.99")).status_code == 403
+    # From another machine, even through a loopback-bound proxy's address.
+    assert (await _get("/healthz", server="127.0.0.1", client="192.0.2.99")).status_code == 403
+    # On loopback (IPv4, IPv6, by name) it serves.
+    assert (await _get("/healthz", server="127.0.0.1")).status_code == 200
+    assert (await _get("/healthz", server="[::1]", client="::1")).status_code == 200
+    assert (await _get("/healthz", server="localhost")).status_code == 200
+
+
+@pytest.mark.django_db
+async def test_a_websocket_on_a_non_loopback_address_is_refused(loopback_only):
+    communicator = WebsocketCommunicator(
+        asgi_application,
+        "/ws/platform/live/",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")],
+    )
+    communicator.scope["server"] = ("192.0.2.10", 8000)
+    assert await communicator.connect() == (False, 4403)
+
+
+@pytest.mark.django_db
+def test_the_wsgi_entry_point_refuses_other_machines_too(loopback_only):
+    def call(remote_addr: str) -> str:
+        statuses = []
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/healthz",
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "8000",
+            "REMOTE_ADDR": remote_addr,
+            "wsgi.input": io.BytesIO(),
+            "wsgi.url_scheme": "http",
+        }
+        b"".join(wsgi_application(environ, lambda status, headers: statuses.append(status)))
+        return statuses[0]
+
+    assert call("192.0.2.99").startswith("403")
+    assert call("127.0.0.1").startswith("200")
+
+
+def test_production_and_test_settings_serve_every_address(settings):
+    assert settings.SERVE_LOOPBACK_ONLY is False
+    env = {**PRODUCTION_ENV, **_secrets(), **PROVIDER_CREDENTIALS}
+    result = _manage("shell", "-c", SETTING, env=env)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr

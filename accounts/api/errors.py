@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
-from rest_framework.views import exception_handler
+from rest_framework.response import Response
+from rest_framework.views import exception_handler, set_rollback
+
+logger = logging.getLogger(__name__)
+
+# A part the API depends on (PostgreSQL, Redis) is down or too slow: what escaped every
+# fallback answers 503 with Retry-After, never a bare 500.
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -47,6 +59,18 @@ def _first_message(detail) -> tuple[str, str | None]:
 
 
 def openai_exception_handler(exc, context):
+    if isinstance(exc, _UNAVAILABLE):
+        logger.warning("answered 503, a dependency is unavailable: %r", exc)
+        set_rollback()
+        return Response(
+            error_body(
+                "The service is temporarily unavailable; please retry shortly.",
+                status_code=503,
+                code="service_unavailable",
+            ),
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = exception_handler(exc, context)

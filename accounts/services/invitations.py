@@ -49,6 +49,18 @@ def invitation_create(
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise AccountsError(f"{email} is already a member.", code="already_member")
     now = timezone.now()
+    # Locking the organization serializes its concurrent invitations, so the cap counts them all.
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    cap = settings.ACCOUNTS_MAX_PENDING_INVITATIONS
+    pending = Invitation.objects.filter(
+        organization=organization, status=Invitation.Status.PENDING, expires_at__gt=now
+    ).count()
+    if pending >= cap:
+        raise AccountsError(
+            f"{organization.name} already has {cap} pending invitations, the most it can have. "
+            "Withdraw the ones that are no longer needed, or wait for answers.",
+            code="too_many_pending",
+        )
     # A stale invitation to the same address gives way to the new one.
     Invitation.objects.filter(
         organization=organization,
@@ -80,8 +92,11 @@ def invitation_create(
         "invitation_respond", kwargs={"token": invitation_token(invitation)}
     )
     from accounts.tasks import send_invitation_email
+    from outbox.services import task_dispatch
 
-    transaction.on_commit(lambda: send_invitation_email.delay(str(invitation.id), accept_url))
+    transaction.on_commit(
+        lambda: task_dispatch(send_invitation_email, str(invitation.id), accept_url)
+    )
     return invitation
 
 

@@ -4,9 +4,12 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.exceptions import AccountsError
-from accounts.models import AuditLog, Membership, Organization, Role, User
+from accounts.models import APIKey, AuditLog, Membership, Organization, Role, User
+from accounts.permissions import Perm, role_can
+from accounts.services.api_keys import api_key_revoke
 from accounts.services.audit import audit_log_record
 from accounts.services.free_credit import free_credit_claim
+from accounts.services.sessions import member_sessions_close
 
 
 @transaction.atomic
@@ -102,18 +105,61 @@ def membership_change_role(*, membership: Membership, actor: User, role: str) ->
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership, actor: User) -> None:
+def membership_remove(*, membership: Membership, actor: User, keys_to: User | None = None) -> None:
+    """Removes a member. The API keys they created in the organization are revoked, or handed
+    to `keys_to` (an owner or admin who stays); their live sessions there are closed."""
     membership, owners = _lock_for_change(membership)
     leaving = membership.user_id == actor.pk
     _ensure_not_last_owner(membership, owners, doing="leave" if leaving else "be removed")
+    organization, user = membership.organization, membership.user
+    if keys_to is not None:
+        heir = Membership.objects.filter(organization=organization, user=keys_to).first()
+        if keys_to.pk == user.pk or heir is None or not role_can(heir.role, Perm.REVOKE_ANY_KEY):
+            raise AccountsError(
+                "API keys can only be handed to an owner or admin who stays in the organization.",
+                code="invalid_key_heir",
+            )
     audit_log_record(
-        organization=membership.organization,
+        organization=organization,
         actor=actor,
         action=AuditLog.Action.MEMBER_LEFT if leaving else AuditLog.Action.MEMBER_REMOVED,
-        target=membership.user.email,
-        data={"role": membership.role},
+        target=user.email,
+        data={"role": membership.role, "keys": "revoked" if keys_to is None else keys_to.email},
     )
     membership.delete()
+    _settle_keys(organization=organization, user=user, actor=actor, keys_to=keys_to)
+    organization_id, user_id = organization.id, user.pk
+    transaction.on_commit(
+        lambda: member_sessions_close(organization_id=organization_id, user_id=user_id)
+    )
+
+
+def _settle_keys(
+    *, organization: Organization, user: User, actor: User, keys_to: User | None
+) -> None:
+    # A person who left keeps no working key of the organization: it would keep spending its
+    # money, under no member's name.
+    keys = APIKey.objects.select_for_update().filter(
+        organization=organization, created_by=user, revoked_at__isnull=True
+    )
+    for key in keys:
+        if keys_to is None:
+            api_key_revoke(api_key=key, actor=actor)
+            continue
+        key.created_by = keys_to
+        key.save(update_fields=["created_by"])
+        audit_log_record(
+            organization=organization,
+            actor=actor,
+            action=AuditLog.Action.API_KEY_UPDATED,
+            target=f"{key.name} ({key.masked})",
+            data={
+                "key_id": str(key.id),
+                "fields": ["created_by"],
+                "from": user.email,
+                "to": keys_to.email,
+            },
+        )
 
 
 def membership_leave(*, membership: Membership) -> None:

@@ -57,6 +57,8 @@ from billing.holds.store import (
     InProcessHoldStore,
     Part,
     UsageRecord,
+    orphans_subscribe,
+    orphans_unsubscribe,
 )
 from billing.models import NANO_PER_USD
 from billing.periods import MONTHLY, PERIODS, TOTAL, period_bounds
@@ -72,10 +74,13 @@ __all__ = [
     "get_hold_store",
     "hold_parts",
     "hold_place",
+    "hold_progress",
     "hold_release",
     "hold_settle",
     "holds_release_expired",
     "org_snapshots",
+    "orphans_subscribe",
+    "orphans_unsubscribe",
     "usage_flush",
     "usage_outbox_flush",
     "usd",
@@ -359,13 +364,50 @@ async def hold_settle(
     store = store or get_hold_store()
     try:
         before = await store.settle(hold_id=hold_id, record=record)
-    except HoldUnavailable:
+    except Exception as exc:
         # The counters can't take it now (they are re-seeded from the ledger, and this
         # outbox, when Redis is back); the usage still reaches the ledger in milliseconds.
-        logger.warning("hold store down: usage of %s goes to the ledger only", hold_id)
+        # Never raised: the generation may already be answered.
+        if isinstance(exc, HoldUnavailable):
+            logger.warning("hold store down: usage of %s goes to the ledger only", hold_id)
+        else:
+            logger.exception("settling %s failed: its usage goes to the ledger only", hold_id)
         store.outbox.append(record)
         return True
     return before != "settled"
+
+
+async def hold_progress(
+    *,
+    hold_id: str,
+    cost_nanousd: int,
+    organization_id: uuid.UUID | str,
+    key_id: uuid.UUID | str | None,
+    note: dict[str, Any],
+    description: str = "",
+    store: HoldStore | None = None,
+) -> bool:
+    """What the generation `hold_id` has cost so far (a stream records it as it goes), and a
+    note for its log (JSON, opaque to billing). If its process dies before it settles, the
+    hold is settled at this cost when it expires, instead of released, and the note handed to
+    the orphan sinks: a stream cut by its server dying is billed what it used. Never raises
+    (the store being down only means this record is missed); True if recorded."""
+    if not isinstance(cost_nanousd, int) or cost_nanousd < 0:
+        raise ValueError("a cost is a non-negative integer of nano-USD")
+    record = UsageRecord(
+        hold_id,
+        str(organization_id),
+        str(key_id) if key_id else None,
+        cost_nanousd,
+        timezone.now(),  # the hold's own start is used when it settles
+        description,
+        {"orphan": True},
+    )
+    store = store or get_hold_store()
+    try:
+        return await store.progress(hold_id=hold_id, record=record, note=note)
+    except HoldUnavailable:
+        return False
 
 
 async def hold_release(*, hold_id: str, store: HoldStore | None = None) -> bool:
@@ -374,13 +416,14 @@ async def hold_release(*, hold_id: str, store: HoldStore | None = None) -> bool:
     store = store or get_hold_store()
     try:
         return await store.release(hold_id=hold_id)
-    except HoldUnavailable:
+    except Exception:
         logger.warning("hold store down: %s will be released when it expires", hold_id)
         return False
 
 
 def holds_release_expired(*, now: datetime | None = None, store: HoldStore | None = None) -> int:
-    """The periodic job: release every hold past its deadline (its process died)."""
+    """The periodic job: end every hold past its deadline (its process died): released, or
+    settled at its recorded progress (hold_progress). Returns how many ended."""
     store = store or get_hold_store()
     at = (now or timezone.now()).timestamp()
     total = 0
@@ -453,7 +496,15 @@ def _replace_store(url: str) -> HoldStore:
     global _store
     with _store_lock:
         if _store is None or _store.url != url:
-            _store = RedisHoldStore(url) if url else InProcessHoldStore()
+            _store = (
+                RedisHoldStore(
+                    url,
+                    timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                )
+                if url
+                else InProcessHoldStore()
+            )
         return _store
 
 

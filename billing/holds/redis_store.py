@@ -3,7 +3,8 @@
 Keys, under a prefix (settings.BILLING_REDIS_PREFIX):
   <p>:c:<scope>:<subject>:<period tag>  hash {s: spent, h: held}; expires 2 days after its period
   <p>:h:<hold id>                        hash {state, amount, parts, started}; kept a grace period
-                                         after it ends (settle and release are exactly-once)
+                                         after it ends (settle and release are exactly-once);
+                                         {p, rec, note} while its stream records its progress
   <p>:f:<subject>                        sorted set: the subject's active hold ids -> deadline
                                          (ms): the in-flight cap counts them
   <p>:deadlines                          sorted set: hold id -> deadline (ms); a key's own TTL
@@ -29,6 +30,7 @@ import time
 import uuid
 import weakref
 
+import orjson
 import redis
 from django.conf import settings
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -47,8 +49,10 @@ from billing.holds.store import (
     decode_record,
     encode_record,
     from_us,
+    orphans_notify,
     to_us,
 )
+from config.cooldown import Cooldown
 
 # KEYS: hold, deadlines, counter...   ARGV: hold id, amount, deadline ms, record ttl ms,
 # started us, then per counter: limit ("" = none), ttl ms ("" = none), seed ("" = unknown:
@@ -166,23 +170,50 @@ return 1
 """
 )
 
-# KEYS: deadlines   ARGV: now ms, max, hold key prefix, record ttl ms
+# KEYS: hold   ARGV: cost so far, its usage record json, note json
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'held' then return 0 end
+redis.call('HSET', KEYS[1], 'p', ARGV[1], 'rec', ARGV[2], 'note', ARGV[3])
+return 1
+"""
+
+# KEYS: deadlines, usage queue   ARGV: now ms, max, hold key prefix, record ttl ms
+# A hold with progress (a stream whose process died) is settled at it, else released.
+# Returns {ended, then id, started us, record json, note json of each hold settled}.
 _EXPIRE = (
     _GIVE_BACK
     + """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local released = 0
+local reply = {0}
 for _, id in ipairs(ids) do
   local hold = ARGV[3] .. id
   if redis.call('HGET', hold, 'state') == 'held' then
     give_back(hold, id)
-    redis.call('HSET', hold, 'state', 'expired')
+    reply[1] = reply[1] + 1
+    local p = redis.call('HGET', hold, 'p')
+    if p then
+      if p ~= '0' then
+        local parts = redis.call('HGET', hold, 'parts') or ''
+        for c in string.gmatch(parts, '%S+') do
+          if redis.call('EXISTS', c) == 1 then redis.call('HINCRBY', c, 's', p) end
+        end
+      end
+      local started = redis.call('HGET', hold, 'started')
+      local rec = redis.call('HGET', hold, 'rec')
+      redis.call('HSET', hold, 'state', 'settled', 'cost', p)
+      redis.call('LPUSH', KEYS[2], started .. ' ' .. rec)
+      for _, v in ipairs({id, started, rec, redis.call('HGET', hold, 'note')}) do
+        reply[#reply + 1] = v
+      end
+      redis.call('HDEL', hold, 'p', 'rec', 'note')
+    else
+      redis.call('HSET', hold, 'state', 'expired')
+    end
     redis.call('PEXPIRE', hold, ARGV[4])
-    released = released + 1
   end
   redis.call('ZREM', KEYS[1], id)
 end
-return released
+return reply
 """
 )
 
@@ -210,7 +241,9 @@ class _Script:
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
-PLACE, SETTLE, RELEASE, EXPIRE, TAKE = map(_Script, (_PLACE, _SETTLE, _RELEASE, _EXPIRE, _TAKE))
+PLACE, SETTLE, RELEASE, EXPIRE, TAKE, PROGRESS = map(
+    _Script, (_PLACE, _SETTLE, _RELEASE, _EXPIRE, _TAKE, _PROGRESS)
+)
 
 
 class RedisHoldStore(HoldStore):
@@ -226,11 +259,17 @@ class RedisHoldStore(HoldStore):
         prefix: str | None = None,
         max_connections: int = 64,
         timeout: float = 1.0,
+        connect_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix if prefix is not None else settings.BILLING_REDIS_PREFIX
         self._max_connections = max_connections
         self._timeout = timeout
+        self._connect_timeout = timeout if connect_timeout is None else connect_timeout
+        # After a failure, placing refuses at once for a moment (a 503 either way) instead of
+        # each request waiting out a timeout. Settling and releasing always try: they carry
+        # money already spent.
+        self.cooldown = Cooldown()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -266,7 +305,7 @@ class RedisHoldStore(HoldStore):
             max_connections=self._max_connections,
             timeout=self._timeout,
             socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
+            socket_connect_timeout=self._connect_timeout,
             client_name="llmapi-billing",
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
@@ -287,7 +326,7 @@ class RedisHoldStore(HoldStore):
             self._sync = redis.Redis.from_url(
                 self.url,
                 socket_timeout=5.0,
-                socket_connect_timeout=self._timeout,
+                socket_connect_timeout=self._connect_timeout,
                 client_name="llmapi-billing-batch",
                 retry=SyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
@@ -302,6 +341,7 @@ class RedisHoldStore(HoldStore):
                 await client.script_load(script.source)
                 return await client.evalsha(script.sha, len(keys), *keys, *args)
         except (RedisError, OSError) as exc:
+            self.cooldown.trip()
             raise HoldUnavailable(f"hold store unavailable: {exc}") from exc
 
     def _eval_sync(self, script: _Script, keys: list[str], args: list) -> object:
@@ -320,6 +360,8 @@ class RedisHoldStore(HoldStore):
     async def place(
         self, *, hold_id, parts, amount, started_at, deadline, seeds=None, in_flight=None
     ):
+        if self.cooldown.active:
+            raise HoldUnavailable("hold store unavailable: Redis failed a moment ago")
         keys = [self.hold_key(hold_id), self.deadlines_key]
         keys.extend(self.counter_key(part.counter) for part in parts)
         deadline_ms = int(deadline * 1000)
@@ -389,16 +431,32 @@ class RedisHoldStore(HoldStore):
         )
         return int(reply) == 1
 
+    async def progress(self, *, hold_id, record, note):
+        reply = await self._eval(
+            PROGRESS,
+            [self.hold_key(hold_id)],
+            [record.cost_nanousd, encode_record(record), orjson.dumps(note)],
+        )
+        return int(reply) == 1
+
     # -- batch side --------------------------------------------------------------------------
 
     def release_expired(self, *, now=None, limit=1000):
         now_ms = int((time.time() if now is None else now) * 1000)
         reply = self._eval_sync(
             EXPIRE,
-            [self.deadlines_key],
+            [self.deadlines_key, self.queue_key],
             [now_ms, limit, f"{self.prefix}:h:", self.record_ttl_ms],
         )
-        return int(reply)
+        settled = []
+        for i in range(1, len(reply), 4):
+            _, started, rec, note = reply[i : i + 4]
+            record = decode_record(f"{_text(started)} {_text(rec)}")
+            # Also in the Redis queue: this copy reaches PostgreSQL within milliseconds.
+            self.outbox.append(record)
+            settled.append((record, orjson.loads(note) if note else {}))
+        orphans_notify(settled)
+        return int(reply[0])
 
     def usage_take(self, *, limit):
         batch = f"{self.prefix}:usage:batch:{uuid.uuid4().hex}"

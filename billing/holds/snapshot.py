@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import BaseCache
+from django.db import DatabaseError
 
 from config.localcache import LocalTTLCache
 from config.localcache import process_cache as cache
@@ -61,6 +62,10 @@ class OrgBillingSnapshot:
     # Why the organization may not spend at all right now ("" when it may): a payment dispute
     # is open. Last, with a default, so that a cached entry of the older shape still reads.
     suspended: str = ""
+    # The platform's rate limits for the organization (its plan's, or staff's override);
+    # None only in an entry cached before they existed.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
     def as_tuple(self) -> tuple:
         return (
@@ -71,6 +76,8 @@ class OrgBillingSnapshot:
             self.max_in_flight,
             self.min_hedge_after_ms,
             self.suspended,
+            self.rpm_limit,
+            self.tpm_limit,
         )
 
 
@@ -98,6 +105,8 @@ def snapshot_build(organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
         max_in_flight=account.plan.max_in_flight,
         min_hedge_after_ms=account.plan.min_hedge_after_ms,
         suspended=suspended,
+        rpm_limit=account.rpm_limit,
+        tpm_limit=account.tpm_limit,
     )
 
 
@@ -152,13 +161,25 @@ class OrgSnapshotCache:
     async def _afetch(self, organization_id: str) -> OrgBillingSnapshot:
         value = await self.shared.aget(self.cache_key(organization_id), _MISS)
         if value is _MISS:
-            snapshot = await sync_to_async(snapshot_build)(organization_id)
+            try:
+                snapshot = await sync_to_async(snapshot_build)(organization_id)
+            except DatabaseError:
+                return self._stale(organization_id)
             await self.shared.aadd(
                 self.cache_key(organization_id), snapshot.as_tuple(), self.shared_ttl
             )
         else:
             snapshot = OrgBillingSnapshot(*value)
         self._local_put(snapshot)
+        return snapshot
+
+    def _stale(self, organization_id: str) -> OrgBillingSnapshot:
+        """Called while handling a DatabaseError: with neither the shared cache nor the
+        database answering, this process's last copy keeps serving (the spend counters in
+        Redis still hold every limit); a process that never had one re-raises."""
+        snapshot = self._local.stale(organization_id)
+        if snapshot is None:
+            raise  # noqa: PLE0704
         return snapshot
 
     def get(self, organization_id: uuid.UUID | str) -> OrgBillingSnapshot:
@@ -168,7 +189,10 @@ class OrgSnapshotCache:
             return snapshot
         value = self.shared.get(self.cache_key(organization_id), _MISS)
         if value is _MISS:
-            snapshot = snapshot_build(organization_id)
+            try:
+                snapshot = snapshot_build(organization_id)
+            except DatabaseError:
+                return self._stale(organization_id)
             self.shared.add(self.cache_key(organization_id), snapshot.as_tuple(), self.shared_ttl)
         else:
             snapshot = OrgBillingSnapshot(*value)

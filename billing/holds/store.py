@@ -4,7 +4,11 @@ State, per counter (scope, subject, period start): `spent` (settled usage) and `
 holds). Per hold: its amount, its counters, its start time and a state (held, settled,
 released, expired) kept for a grace period after it ends, which is what makes settle and
 release exactly-once. A deadline per hold: past it, `release_expired` gives its amount back
-(a process that crashed mid-request never settles).
+(a process that crashed mid-request never settles). A hold may carry progress: what its
+generation had cost so far when its process last said (a stream records it as it goes); past
+its deadline such a hold is settled at that cost instead, and its note handed to the orphan
+sinks (the gateway logs the generation from it), so a stream cut by its process dying is billed
+what it used.
 
 Two backends with the same semantics: `InProcessHoldStore` (the embedded default, one process)
 here, `RedisHoldStore` (every process shares it) in billing.holds.redis_store.
@@ -16,7 +20,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,6 +52,30 @@ class UsageRecord:
     occurred_at: datetime  # the generation's start: decides its spend period
     description: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# Called with (record, note) for each hold settled from its progress after its process died.
+OrphanSink = Callable[[UsageRecord, dict[str, Any]], None]
+_orphan_sinks: list[OrphanSink] = []
+
+
+def orphans_subscribe(sink: OrphanSink) -> None:
+    if sink not in _orphan_sinks:
+        _orphan_sinks.append(sink)
+
+
+def orphans_unsubscribe(sink: OrphanSink) -> None:
+    if sink in _orphan_sinks:
+        _orphan_sinks.remove(sink)
+
+
+def orphans_notify(settled: Sequence[tuple[UsageRecord, dict[str, Any]]]) -> None:
+    for record, note in settled:
+        for sink in list(_orphan_sinks):
+            try:
+                sink(record, note)
+            except Exception:  # its usage is billed already; a log row is best effort
+                logger.exception("an orphan sink failed for %s", record.reference)
 
 
 class HoldUnavailable(Exception):
@@ -181,8 +209,14 @@ class HoldStore:
         """Give an active hold back without spend. False if it wasn't active."""
         raise NotImplementedError
 
+    async def progress(self, *, hold_id: str, record: UsageRecord, note: dict[str, Any]) -> bool:
+        """Record on an active hold what its generation has cost so far (record.cost_nanousd)
+        and a note for its log. False if the hold isn't active (settled meanwhile)."""
+        raise NotImplementedError
+
     def release_expired(self, *, now: float | None = None, limit: int = 1000) -> int:
-        """Release every hold past its deadline (epoch seconds). Returns how many."""
+        """End every hold past its deadline (epoch seconds): settled at its progress if it
+        has some (its record queued, the orphan sinks told), else released. Returns how many."""
         raise NotImplementedError
 
     def usage_take(self, *, limit: int) -> tuple[str | None, list[UsageRecord]]:
@@ -215,6 +249,7 @@ class _Hold:
     deadline: float
     forget_at: float  # the record (an idempotency marker once ended) is dropped after this
     flight: str | None = None  # the in-flight subject this hold counts against
+    progress: tuple[UsageRecord, dict[str, Any]] | None = None  # cost so far, and its note
 
 
 class InProcessHoldStore(HoldStore):
@@ -247,10 +282,19 @@ class InProcessHoldStore(HoldStore):
     async def place(
         self, *, hold_id, parts, amount, started_at, deadline, seeds=None, in_flight=None
     ):
+        orphans: list[tuple[UsageRecord, dict[str, Any]]] = []
+        outcome = self._place(
+            orphans, hold_id, parts, amount, started_at, deadline, seeds, in_flight
+        )
+        if orphans:
+            orphans_notify(orphans)
+        return outcome
+
+    def _place(self, orphans, hold_id, parts, amount, started_at, deadline, seeds, in_flight):
         now = started_at.timestamp()
         with self._lock:
             if self._deadlines and self._deadlines[0][0] <= now:
-                self._release_expired_locked(now, 100)
+                orphans.extend(self._release_expired_locked(now, 100)[1])
             existing = self._holds.get(hold_id)
             if existing is not None:
                 return PlaceOutcome("dup", dup_state=existing.state)
@@ -350,20 +394,48 @@ class InProcessHoldStore(HoldStore):
             hold.forget_at = time.time() + self.record_ttl
             return True
 
+    async def progress(self, *, hold_id, record, note):
+        with self._lock:
+            hold = self._holds.get(hold_id)
+            if hold is None or hold.state != "held":
+                return False
+            hold.progress = (record, note)
+            return True
+
     def release_expired(self, *, now=None, limit=1000):
         with self._lock:
-            return self._release_expired_locked(time.time() if now is None else now, limit)
+            ended, settled = self._release_expired_locked(
+                time.time() if now is None else now, limit
+            )
+        orphans_notify(settled)
+        return ended
 
-    def _release_expired_locked(self, now: float, limit: int) -> int:
-        released = 0
-        while self._deadlines and self._deadlines[0][0] <= now and released < limit:
+    def _release_expired_locked(
+        self, now: float, limit: int
+    ) -> tuple[int, list[tuple[UsageRecord, dict[str, Any]]]]:
+        ended = 0
+        settled = []
+        while self._deadlines and self._deadlines[0][0] <= now and ended < limit:
             _, hold_id = heapq.heappop(self._deadlines)
             hold = self._holds.get(hold_id)
             if hold is not None and hold.state == "held":
                 self._give_back(hold, hold_id)
-                hold.state = "expired"
-                released += 1
-        return released
+                ended += 1
+                if hold.progress is None:
+                    hold.state = "expired"
+                    continue
+                record, note = hold.progress
+                record = replace(record, occurred_at=from_us(hold.started_us))
+                for name in hold.counters:
+                    counter = self._counters.get(name)
+                    if counter is not None:
+                        counter[0] += record.cost_nanousd
+                hold.state = "settled"
+                hold.progress = None
+                hold.forget_at = time.time() + self.record_ttl
+                self.outbox.append(record)
+                settled.append((record, note))
+        return ended, settled
 
     def _sweep(self, now: float) -> None:
         for hold_id in [h for h, hold in self._holds.items() if hold.forget_at <= now]:

@@ -120,9 +120,10 @@ def spend_alerts_evaluate(
 
         def send() -> None:
             from billing.tasks import send_spend_alert_email
+            from outbox.services import task_dispatch
 
             for alert_id in ids:
-                send_spend_alert_email.delay(alert_id)
+                task_dispatch(send_spend_alert_email, alert_id)
 
         transaction.on_commit(send)
     return to_send

@@ -62,6 +62,8 @@ BUILTIN_PLANS = (
         "default_monthly_limit_nanousd": None,
         "max_in_flight": 64,
         "min_hedge_after_ms": 250,
+        "rpm_limit": 1_000,
+        "tpm_limit": 20_000_000,
         "is_default": True,
     },
     {
@@ -72,6 +74,8 @@ BUILTIN_PLANS = (
         "default_monthly_limit_nanousd": 1_000_000_000_000,  # $1,000 a month until raised
         "max_in_flight": 256,
         "min_hedge_after_ms": 100,
+        "rpm_limit": 10_000,
+        "tpm_limit": 200_000_000,
         "is_default": False,
     },
 )
@@ -240,6 +244,41 @@ def billing_account_set_plan(*, organization: Organization, plan: Plan) -> Billi
     return account
 
 
+@transaction.atomic
+def billing_account_set_rate_limits(
+    *,
+    organization: Organization,
+    rpm_limit_override: int | None,
+    tpm_limit_override: int | None,
+    actor,
+) -> BillingAccount:
+    """Staff set an organization's platform rate limits above (or below) its plan's; None
+    goes back to the plan's. Audited; every server process sees it within a second or so."""
+    from accounts.models import AuditLog
+    from accounts.services.audit import audit_log_record
+
+    if not getattr(actor, "is_staff", False):
+        raise BillingError("Only staff can change an organization's plan limits.", code="forbidden")
+    for value in (rpm_limit_override, tpm_limit_override):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise BillingError("A rate limit is a whole number above zero.", code="limit")
+    account = _account_for_update(organization.id)
+    before = {"rpm": account.rpm_limit_override, "tpm": account.tpm_limit_override}
+    account.rpm_limit_override = rpm_limit_override
+    account.tpm_limit_override = tpm_limit_override
+    account.updated_at = timezone.now()
+    account.save(update_fields=["rpm_limit_override", "tpm_limit_override", "updated_at"])
+    audit_log_record(
+        organization=organization,
+        actor=actor,
+        action=AuditLog.Action.ORG_LIMITS_CHANGED,
+        target="plan limits",
+        data={"from": before, "to": {"rpm": rpm_limit_override, "tpm": tpm_limit_override}},
+    )
+    _refresh_snapshot_on_commit(organization.id)
+    return account
+
+
 def _refresh_snapshot_on_commit(organization_id: uuid.UUID | str) -> None:
     from billing.holds.snapshot import org_snapshots
 
@@ -326,10 +365,11 @@ def _write_org_usage(organization_id: str, records: Iterable[UsageRecord]) -> in
 
     def evaluate() -> None:
         from billing.tasks import auto_recharge, evaluate_spend_alerts
+        from outbox.services import task_dispatch
 
-        evaluate_spend_alerts.delay(organization_id, key_ids, at)
+        task_dispatch(evaluate_spend_alerts, organization_id, key_ids, at)
         if recharge:
-            auto_recharge.delay(organization_id)
+            task_dispatch(auto_recharge, organization_id)
 
     # Alerts are best effort (a broker that is down must not fail a written batch).
     transaction.on_commit(evaluate, robust=True)

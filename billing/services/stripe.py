@@ -488,8 +488,9 @@ def _stop_auto_recharge(organization_id, recharge: Recharge, reason: str) -> Non
 
         def tell_owners() -> None:
             from billing.tasks import send_auto_recharge_stopped_email
+            from outbox.services import task_dispatch
 
-            send_auto_recharge_stopped_email.delay(str(organization_id))
+            task_dispatch(send_auto_recharge_stopped_email, str(organization_id))
 
         transaction.on_commit(tell_owners)
 

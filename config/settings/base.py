@@ -10,12 +10,16 @@ SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# Answer 403 to anything not on loopback (config.loopback): local settings turn it on while they
+# run with DEBUG and the development secret key.
+SERVE_LOOPBACK_ONLY = False
+
 # Shown in snippets ("point base_url here"); derived from the request when unset.
 PUBLIC_BASE_URL = env("LLMAPI_PUBLIC_BASE_URL", default="")
 SITE_NAME = "LLM API"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_config.SecureAdminConfig",  # django.contrib.admin, behind allauth
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -33,6 +37,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "observability",
+    "outbox",
 ]
 
 MIDDLEWARE = [
@@ -78,8 +83,22 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
+    from psycopg_pool import ConnectionPool
+
     DATABASES["default"]["OPTIONS"].setdefault(
-        "pool", {"min_size": 1, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10)}
+        "pool",
+        {
+            "min_size": 1,
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+            # A dead database costs a bounded wait for a connection, then a 503.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
+            # A connection PostgreSQL closed (a restart, pg_terminate_backend) is found and
+            # replaced when it is taken from the pool, not handed to a request.
+            "check": ConnectionPool.check_connection,
+        },
+    )
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
     )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
@@ -95,12 +114,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis backs the cache, the channel layer and Celery when REDIS_URL is set; otherwise
 # everything stays in-process (the embedded default: nothing to install).
 REDIS_URL = env("REDIS_URL", default="")
+# What one Redis call on the request path may cost when Redis is down or hung (the cache, the
+# rate limiter, the spend holds); after a failure each of them leaves Redis alone this long.
+REDIS_CONNECT_TIMEOUT = env.float("LLMAPI_REDIS_CONNECT_TIMEOUT", default=1.0)
+REDIS_SOCKET_TIMEOUT = env.float("LLMAPI_REDIS_SOCKET_TIMEOUT", default=1.0)
+REDIS_COOLDOWN_SECONDS = env.float("LLMAPI_REDIS_COOLDOWN_SECONDS", default=2.0)
 if REDIS_URL:
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.retry import Retry
+
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "llmapi",
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                # A pooled connection that Redis dropped is reopened once; nothing else is
+                # retried (the caller falls back to the database).
+                "retry": Retry(NoBackoff(), 1, supported_errors=(_RedisConnectionError,)),
+            },
         }
     }
     CHANNEL_LAYERS = {
@@ -139,6 +174,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE: dict = {}
+# Tasks sent from requests and on_commit hooks go through outbox.services.task_dispatch: one
+# try of at most OUTBOX_SEND_TIMEOUT_SECONDS, else kept in the database and sent every 10 s
+# once the broker is back (for OUTBOX_GIVE_UP_SECONDS at most). After a failure a process
+# keeps tasks without trying the broker for OUTBOX_BROKER_DOWN_SECONDS.
+OUTBOX_SEND_TIMEOUT_SECONDS = env.float("LLMAPI_OUTBOX_SEND_TIMEOUT_SECONDS", default=1.0)
+OUTBOX_BROKER_DOWN_SECONDS = env.float("LLMAPI_OUTBOX_BROKER_DOWN_SECONDS", default=5.0)
+OUTBOX_GIVE_UP_SECONDS = env.float("LLMAPI_OUTBOX_GIVE_UP_SECONDS", default=24 * 3600.0)
+CELERY_BEAT_SCHEDULE["outbox-send-pending-tasks"] = {
+    "task": "outbox.tasks.send_pending_tasks",
+    "schedule": 10.0,
+}
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -179,7 +225,18 @@ ACCOUNT_RATE_LIMITS = {
     "manage_email": "10/m/user",
     # Ours, through allauth's limiter (accounts.views.organization_create).
     "create_organization": env("LLMAPI_ORG_CREATE_RATE", default="3/m/user,20/d/user"),
+    # Invitations send mail to any address: per inviting person, and per organization (key).
+    "invite_member": env("LLMAPI_INVITE_RATE", default="10/m/user,100/d/user,200/d/key"),
 }
+# Open invitations per organization; a withdrawn, answered or expired one frees its place.
+ACCOUNTS_MAX_PENDING_INVITATIONS = env.int("LLMAPI_MAX_PENDING_INVITATIONS", default=50)
+# Behind a load balancer every request comes from its address: allauth's per-IP limits (and
+# ours, through its limiter) take the client's from X-Forwarded-For, counting this many proxies
+# from the right. 0 ignores the header (anyone can write it). platform/README.md, "Behind a
+# load balancer", says how to set it with uvicorn's FORWARDED_ALLOW_IPS.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
+# A proxy that puts the client's address in a header of its own (CF-Connecting-IP, X-Real-IP).
+ALLAUTH_TRUSTED_CLIENT_IP_HEADER = env("ALLAUTH_TRUSTED_CLIENT_IP_HEADER", default=None)
 # How many organizations one person may own; the free starting credit comes once per person
 # whatever the number, this bounds the rest (each organization is a tenant to keep).
 ACCOUNTS_MAX_OWNED_ORGANIZATIONS = env.int("LLMAPI_MAX_OWNED_ORGANIZATIONS", default=5)
@@ -290,6 +347,9 @@ ROUTING_IMAGE_FETCH_MAX_BYTES = env.int("LLMAPI_IMAGE_FETCH_MAX_BYTES", default=
 ROUTING_IMAGE_FETCH_TIMEOUT = env.float("LLMAPI_IMAGE_FETCH_TIMEOUT", default=10.0)
 # How long a stream whose client went away is still read, for the provider's usage.
 ROUTING_DRAIN_SECONDS = env.float("LLMAPI_DRAIN_SECONDS", default=30.0)
+# A stream records its cost so far on its spend hold this often (0: never): if its process
+# dies, the hold's expiry bills that and logs the generation (billing.holds.hold_progress).
+ROUTING_STREAM_PROGRESS_SECONDS = env.float("LLMAPI_STREAM_PROGRESS_SECONDS", default=1.0)
 # A caller without max_tokens whose credit can't hold the model's maximum output gets a lower
 # cap (x-llmapi-max-tokens-lowered), but never below this: a shorter answer is rarely useful.
 ROUTING_MIN_OUTPUT_TOKENS = env.int("LLMAPI_MIN_OUTPUT_TOKENS", default=256)
@@ -301,6 +361,22 @@ ROUTING_BREAKER_ERROR_RATE = 0.5
 ROUTING_BREAKER_COOLDOWN_SECONDS = env.float("LLMAPI_BREAKER_COOLDOWN_SECONDS", default=10.0)
 ROUTING_BREAKER_MAX_COOLDOWN = 300.0
 ROUTING_RATE_LIMIT_COOLDOWN = 5.0
+# A slow or silent provider costs a bounded wait, not the whole attempt timeout. A stream's
+# first token must come within max(floor, multiplier x the endpoint's p95 time to first token)
+# (the default while it is unmeasured; a longer floor when the model may think first), and
+# then no gap between reads may pass the idle limit. A non-streamed answer gets that limit
+# plus its output cap at the endpoint's measured output speed. All within the attempt timeout.
+ROUTING_FIRST_TOKEN_MULTIPLIER = env.float("LLMAPI_FIRST_TOKEN_MULTIPLIER", default=4.0)
+ROUTING_FIRST_TOKEN_FLOOR_SECONDS = env.float("LLMAPI_FIRST_TOKEN_FLOOR_SECONDS", default=5.0)
+ROUTING_REASONING_FIRST_TOKEN_FLOOR_SECONDS = env.float(
+    "LLMAPI_REASONING_FIRST_TOKEN_FLOOR_SECONDS", default=20.0
+)
+ROUTING_FIRST_TOKEN_DEFAULT_SECONDS = env.float("LLMAPI_FIRST_TOKEN_DEFAULT_SECONDS", default=15.0)
+ROUTING_STREAM_IDLE_SECONDS = env.float("LLMAPI_STREAM_IDLE_SECONDS", default=10.0)
+ROUTING_REASONING_STREAM_IDLE_SECONDS = env.float(
+    "LLMAPI_REASONING_STREAM_IDLE_SECONDS", default=30.0
+)
+ROUTING_DEFAULT_TOKENS_PER_SECOND = env.float("LLMAPI_DEFAULT_TOKENS_PER_SECOND", default=20.0)
 
 LOGGING = {
     "version": 1,
@@ -388,6 +464,9 @@ OBSERVABILITY_WRITE_IN_PROCESS = env.bool("LLMAPI_OBS_WRITE_IN_PROCESS", default
 # Embedded default: the periodic task writes only queue rows older than this (left behind).
 OBSERVABILITY_QUEUE_STALE_SECONDS = env.float("LLMAPI_OBS_QUEUE_STALE_SECONDS", default=10.0)
 OBSERVABILITY_LIVE_UPDATES = True
+# A live socket asks this often whether its person is still a member (removal also closes it at
+# once, through the channel layer; this catches what that message missed).
+LIVE_MEMBERSHIP_RECHECK_SECONDS = env.float("LLMAPI_LIVE_MEMBERSHIP_RECHECK_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE["observability-flush-request-logs"] = {
     "task": "observability.tasks.flush_request_logs",
     "schedule": 2.0,
@@ -401,6 +480,8 @@ BATCH_DISCOUNT_PERCENT = env.int("LLMAPI_BATCH_DISCOUNT_PERCENT", default=50)
 BATCH_ORG_CONCURRENCY = env.int("LLMAPI_BATCH_ORG_CONCURRENCY", default=16)
 BATCH_GLOBAL_CONCURRENCY = env.int("LLMAPI_BATCH_GLOBAL_CONCURRENCY", default=64)
 BATCH_MAX_ATTEMPTS = env.int("LLMAPI_BATCH_MAX_ATTEMPTS", default=3)
+# A running batch looks its key up again this often: revoked, expired or deleted stops it.
+BATCH_KEY_RECHECK_SECONDS = env.float("LLMAPI_BATCH_KEY_RECHECK_SECONDS", default=2.0)
 BATCH_RETRY_BASE_SECONDS = env.float("LLMAPI_BATCH_RETRY_BASE_SECONDS", default=2.0)
 BATCH_LEASE_SECONDS = env.float("LLMAPI_BATCH_LEASE_SECONDS", default=120.0)
 BATCH_CLAIM_SIZE = env.int("LLMAPI_BATCH_CLAIM_SIZE", default=64)

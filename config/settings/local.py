@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-development-only-key-do-not-deploy")
+DEVELOPMENT_SECRET_KEY = "insecure-development-only-key-do-not-deploy"  # noqa: S105 (public)
+os.environ.setdefault("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 
 from .base import *  # noqa: E402,F403
 from .base import env  # noqa: E402
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# DEBUG with a secret everyone knows serves this machine only (config.loopback).
+SERVE_LOOPBACK_ONLY = DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY  # noqa: F405
 # A development pepper; production refuses to start without its own.
 API_KEY_PEPPER = API_KEY_PEPPER or "insecure-development-pepper"  # noqa: F405
 # Sign-up and invitation mail is printed on the console.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
-from .base import env
+from .base import REDIS_URL, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -11,6 +13,13 @@ API_KEY_PEPPER = env("LLMAPI_API_KEY_PEPPER")
 # /metrics is never open to the internet.
 METRICS_TOKEN = env("LLMAPI_METRICS_TOKEN")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+# Rate-limit windows, spend holds, the key cache and the channel layer are shared through
+# Redis; without it each process would keep its own, and every limit would multiply.
+if not REDIS_URL:
+    raise ImproperlyConfigured(
+        "Set the REDIS_URL environment variable: production shares rate limits, spend holds "
+        "and live updates between processes through Redis."
+    )
 # An endpoint whose provider has no credentials is disabled, never played by the simulator
 # (the routing.E001 check refuses to start). LLMAPI_FORCE_SIMULATOR stays an explicit choice
 # (benchmarks), and then nothing is billed.

@@ -133,11 +133,10 @@ class LogBuffer:
             request_logs_flush()
         else:
             from observability.tasks import flush_request_logs
+            from outbox.services import task_send
 
-            try:
-                flush_request_logs.delay()
-            except Exception:  # the records are queued: beat's run writes them
-                logger.warning("could not ask a worker to write request logs", exc_info=True)
+            # The records are queued: if the broker is down, beat's run writes them.
+            task_send(task=flush_request_logs, keep=False)
 
     def push(self) -> int:
         """Move everything buffered to the durable queue. Returns how many records moved."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 from accounts.selectors import KeyRejected, api_key_authenticated_by_id
 from billing import services as billing
@@ -106,6 +107,7 @@ concurrency = {"now": 0, "max": 0}
 class Outcome:
     item_id: int
     paused: str = ""  # set when the batch must wait (credit, spend limit)
+    stopped: bool = False  # not run: the batch's key can't be used any more
 
 
 @dataclass
@@ -127,6 +129,38 @@ class Budget:
 
     def until_cut(self) -> float | None:
         return None if self.cut_at == math.inf else max(self.cut_at - time.monotonic(), 0.0)
+
+
+class KeyWatch:
+    """The batch's key, looked up again every BATCH_KEY_RECHECK_SECONDS while the batch runs
+    (and its expiry checked before every item): revoked, expired or deleted, it stops the
+    batch, and no item starts after that."""
+
+    def __init__(self, key, *, every: float | None = None) -> None:
+        self.key = key
+        self.every = settings.BATCH_KEY_RECHECK_SECONDS if every is None else every
+        self.rejected: KeyRejected | None = None
+        self._checked_at = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def _expired(self) -> bool:
+        expires_at = self.key.expires_at
+        if expires_at is not None and expires_at <= timezone.now():
+            self.rejected = KeyRejected("This API key has expired.", code="expired_api_key")
+        return self.rejected is not None
+
+    async def usable(self) -> bool:
+        if self._expired():
+            return False
+        if time.monotonic() - self._checked_at >= self.every:
+            async with self._lock:  # one lookup for every item waiting on it
+                if self.rejected is None and time.monotonic() - self._checked_at >= self.every:
+                    try:
+                        self.key = await db(api_key_authenticated_by_id, key_id=self.key.key_id)
+                    except KeyRejected as rejected:
+                        self.rejected = rejected
+                    self._checked_at = time.monotonic()
+        return not self._expired()
 
 
 @dataclass
@@ -170,10 +204,15 @@ async def _call(
             clean,
             discount_percent=discount,
             generation_id=attempt.generation_id,
+            rate_limited=False,
         )
     else:
         chat = parse_chat({**body, "stream": False})
-        admission = await gateway.admit_chat(key, chat, generation_id=attempt.generation_id)
+        # Not under the RPM/TPM limits sized for interactive traffic (a big batch would use up
+        # the minute and fail its items): the batch caps on calls in flight bound it instead.
+        admission = await gateway.admit_chat(
+            key, chat, generation_id=attempt.generation_id, rate_limited=False
+        )
         admission.discount_percent = discount
         attempt.admission, attempt.held = admission, True
         answer = await gateway.complete(admission, chat)
@@ -273,20 +312,20 @@ def _error(error: GatewayError) -> dict[str, Any]:
 
 
 async def _run_item(
-    key, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore, budget: Budget
+    watch: KeyWatch, batch: Batch, item: dict[str, Any], slots: asyncio.Semaphore, budget: Budget
 ) -> Outcome:
     attempt = _Attempt(body=item["body"])
     try:
-        return await _run_item_now(key, batch, item, slots, budget, attempt)
+        return await _run_item_now(watch, batch, item, slots, budget, attempt)
     except BaseException:
         # Cancelled (the budget's drain ended, or the soft time limit): leave the item and
         # its hold as the next runner needs them, then let the cancellation through.
-        await _cut_short(key, batch, item, attempt)
+        await _cut_short(watch.key, batch, item, attempt)
         raise
 
 
 async def _run_item_now(
-    key,
+    watch: KeyWatch,
     batch: Batch,
     item: dict[str, Any],
     slots: asyncio.Semaphore,
@@ -299,6 +338,10 @@ async def _run_item_now(
         if budget.spent():  # too late to start: the next runner takes it
             await db(services.item_give_back, item_ids=[item["id"]])
             return Outcome(item["id"])
+        if not await watch.usable():  # the run stops: the item fails with the others
+            await db(services.item_give_back, item_ids=[item["id"]])
+            return Outcome(item["id"], stopped=True)
+        key = watch.key
         concurrency["now"] += 1
         concurrency["max"] = max(concurrency["max"], concurrency["now"])
         try:
@@ -345,10 +388,14 @@ async def _run_item_now(
 
 
 async def _run_chunk(
-    key, batch: Batch, items: list[dict[str, Any]], slots: asyncio.Semaphore, budget: Budget
+    watch: KeyWatch,
+    batch: Batch,
+    items: list[dict[str, Any]],
+    slots: asyncio.Semaphore,
+    budget: Budget,
 ) -> list[Outcome]:
     """Run claimed items; those still in flight when the budget's drain ends are cut short."""
-    tasks = [asyncio.ensure_future(_run_item(key, batch, i, slots, budget)) for i in items]
+    tasks = [asyncio.ensure_future(_run_item(watch, batch, i, slots, budget)) for i in items]
     try:
         _, pending = await asyncio.wait(tasks, timeout=budget.until_cut())
     except BaseException:
@@ -374,6 +421,18 @@ async def _run_chunk(
     return outcomes
 
 
+async def _stop_for_key(batch_id: str, rejected: KeyRejected) -> str:
+    """The key was revoked, expired or deleted: what is left fails with the reason."""
+    code = {"invalid_api_key": "api_key_unusable"}.get(rejected.code, rejected.code)
+    batch = await db(
+        services.batch_fail_unrun,
+        batch_id=batch_id,
+        code=code,
+        message=f"The batch stopped: its API key can't be used any more. {rejected.reason}",
+    )
+    return batch.status
+
+
 async def run_batch(batch_id: str, *, budget: Budget | None = None) -> str:
     """Run the batch until it is finished, paused or cancelled, or until its budget runs out
     (then `budget.ran_out` is set and the batch stays in progress for the next runner);
@@ -390,8 +449,8 @@ async def run_batch(batch_id: str, *, budget: Budget | None = None) -> str:
         try:
             key = await db(api_key_authenticated_by_id, key_id=batch.key_id)
         except KeyRejected as rejected:
-            paused = f"The batch's API key can't be used: {rejected.reason}"
-            return batch.status
+            return await _stop_for_key(batch_id, rejected)
+        watch = KeyWatch(key)
         slots = asyncio.Semaphore(settings.BATCH_ORG_CONCURRENCY)
         while True:
             status = await db(services.batch_runner_renew, batch_id=batch_id, lease_seconds=lease)
@@ -400,6 +459,8 @@ async def run_batch(batch_id: str, *, budget: Budget | None = None) -> str:
             if budget.spent():
                 budget.ran_out = True
                 return status
+            if not await watch.usable():
+                return await _stop_for_key(batch_id, watch.rejected)
             items = await db(
                 services.items_claim,
                 batch_id=batch_id,
@@ -412,8 +473,10 @@ async def run_batch(batch_id: str, *, budget: Budget | None = None) -> str:
                     break
                 await asyncio.sleep(min(max(wait or 0.05, 0.05), 1.0))
                 continue
-            outcomes = await _run_chunk(key, batch, items, slots, budget)
+            outcomes = await _run_chunk(watch, batch, items, slots, budget)
             await live.publish(batch_id)
+            if watch.rejected is not None:
+                return await _stop_for_key(batch_id, watch.rejected)
             paused = next((o.paused for o in outcomes if o.paused), "")
             if paused:
                 return Batch.Status.IN_PROGRESS

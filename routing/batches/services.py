@@ -121,9 +121,10 @@ def batch_create(
         batch.in_progress_at = timezone.now()
         batch.save(update_fields=["total", "status", "in_progress_at"])
         if settings.BATCH_DISPATCH:
+            from outbox.services import task_dispatch
             from routing.batches.tasks import batch_run
 
-            transaction.on_commit(lambda: batch_run.delay(batch.id))
+            transaction.on_commit(lambda: task_dispatch(batch_run, batch.id))
     return batch
 
 
@@ -286,9 +287,34 @@ def _result_line(item: BatchItem, leader: BatchItem) -> dict[str, Any]:
     }
 
 
-def batch_finalize(*, batch_id: str, expire: bool = False) -> Batch:
+def batch_fail_unrun(*, batch_id: str, code: str, message: str) -> Batch:
+    """Stop the batch for good (its key was revoked, expired or deleted mid-run): every item
+    not finished fails with the reason, and the batch ends as failed; finished results stay."""
+    error = {"code": code, "message": message}
+    now = timezone.now()
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().get(pk=batch_id)
+        if batch.status in Batch.FINISHED:
+            return batch
+        items = BatchItem.objects.filter(batch_id=batch_id, status__in=[I.PENDING, I.RUNNING])
+        copies = items.aggregate(total=Sum("copies"))["total"] or 0
+        items.update(
+            status=I.FAILED,
+            status_code=401,
+            response={"error": error},
+            error=error,
+            lease_until=None,
+            finished_at=now,
+        )
+        batch.failed = F("failed") + copies
+        batch.errors = {"object": "list", "data": [{**error, "param": None, "line": None}]}
+        batch.save(update_fields=["failed", "errors"])
+    return batch_finalize(batch_id=batch_id, failed=True)
+
+
+def batch_finalize(*, batch_id: str, expire: bool = False, failed: bool = False) -> Batch:
     """Write the output and error files from the finished items and close the batch:
-    completed, or cancelled / expired when it was stopped (finished results stay)."""
+    completed, or cancelled / expired / failed when it was stopped (finished results stay)."""
     with transaction.atomic():
         batch = Batch.objects.select_for_update().get(pk=batch_id)
         if batch.status in Batch.FINISHED:
@@ -355,6 +381,8 @@ def batch_finalize(*, batch_id: str, expire: bool = False) -> Batch:
             batch.status, batch.cancelled_at = S.CANCELLED, now
         elif stopping == S.EXPIRED:
             batch.status, batch.expired_at = S.EXPIRED, now
+        elif failed:
+            batch.status, batch.failed_at = S.FAILED, now
         else:
             batch.status, batch.completed_at = S.COMPLETED, now
         batch.save()

@@ -10,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections
 
+from outbox.services import task_dispatch, task_send
 from routing.batches import services
 from routing.batches.runner import Budget, run_batch
 from routing.http import close_client
@@ -67,10 +68,13 @@ def batch_run(self, batch_id: str) -> str:
     if budget.ran_out and status in (services.S.IN_PROGRESS, services.S.CANCELLING):
         # Work is left: the next runner goes where this one came from, under the same limits.
         queue = (self.request.delivery_info or {}).get("routing_key")
-        batch_run.apply_async(
-            (batch_id,),
-            **({"queue": queue} if queue else {}),
-            **({"soft_time_limit": soft, "time_limit": hard} if soft else {}),
+        task_send(
+            task=batch_run,
+            args=(batch_id,),
+            options={
+                **({"queue": queue} if queue else {}),
+                **({"soft_time_limit": soft, "time_limit": hard} if soft else {}),
+            },
         )
     return status
 
@@ -82,5 +86,5 @@ def batch_sweep() -> int:
     services.batches_expire()
     ids = services.batches_to_resume()
     for batch_id in ids:
-        batch_run.delay(batch_id)
+        task_dispatch(batch_run, batch_id)
     return len(ids)

@@ -332,6 +332,7 @@ def anthropic_error(
         message,
         status=status,
         retry_after=retry_after(headers) if kind is ErrorKind.RATE_LIMITED else None,
+        from_provider=True,
     )
 
 

@@ -84,10 +84,14 @@ class UpstreamError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         billable: bool = False,
+        from_provider: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        # The message is the provider's own text (an error body or event): logged, never
+        # shown to a caller (routing.errors.upstream_message).
+        self.from_provider = from_provider
         self.status = status
         # The request reached the provider, which may bill it, but no usage came back.
         self.billable = billable

@@ -333,7 +333,7 @@ def gemini_error(
         delay = retry_after(headers)
         if delay is None:
             delay = _retry_delay(error)
-    return UpstreamError(kind, message, status=status, retry_after=delay)
+    return UpstreamError(kind, message, status=status, retry_after=delay, from_provider=True)
 
 
 def _candidate_parts(candidate: Mapping[str, Any]) -> list[Mapping[str, Any]]:

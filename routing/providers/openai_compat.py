@@ -138,6 +138,7 @@ def openai_error(
         message,
         status=status,
         retry_after=retry_after(headers) if kind is ErrorKind.RATE_LIMITED else None,
+        from_provider=True,
     )
 
 

@@ -66,6 +66,20 @@ async def _release_stalls(app: web.Application) -> None:
     app[SHUTDOWN_KEY].set()
 
 
+def _with_detail(response: web.Response, detail: str) -> web.Response:
+    """An error answer whose message goes on with `detail`, as a real provider's can name the
+    account, project or key it was called with (every wire has error.message)."""
+    if not detail:
+        return response
+    body = orjson.loads(response.body)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return response
+    error["message"] = f"{error.get('message') or ''} {detail}".strip()
+    response.body = orjson.dumps(body)
+    return response
+
+
 def _provider(request: web.Request) -> Provider:
     provider = request.app[REGISTRY_KEY].get(request.match_info["slug"])
     provider.stats.requests += 1
@@ -106,7 +120,7 @@ async def _chat(
         stats.error(kind)
         if kind in ("429", "500", "503"):
             await wait_latency(profile)
-            return wire.fault(kind, profile.retry_after)
+            return _with_detail(wire.fault(kind, profile.retry_after), profile.error_detail)
         if kind == "stall":
             return await faults.stall(request)
         if kind == "reset":
@@ -146,8 +160,11 @@ async def _chat(
             headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
         )
         cut_after = profile.cut_after_tokens if kind == "cut" else None
+        stall_after = profile.cut_after_tokens if kind == "stall_mid" else None
         frames = wire.frames(chat, output, usage)
-        delivered = await send(request, response, frames, profile, cut_after=cut_after)
+        delivered = await send(
+            request, response, frames, profile, cut_after=cut_after, stall_after=stall_after
+        )
         if delivered and kind is None:
             stats.ok += 1
             stats.completion_tokens += usage.completion_tokens
@@ -157,6 +174,8 @@ async def _chat(
     await wait_latency(profile, output.completion_tokens)
     if kind == "cut":
         return await faults.cut_body(request, body, content_type="application/json")
+    if kind == "stall_mid":
+        return await faults.stall_body(request, body, content_type="application/json")
     stats.ok += 1
     stats.completion_tokens += usage.completion_tokens
     return json_response(body)
@@ -214,7 +233,9 @@ async def _embeddings(
             return web.Response()
         if kind == "cut":
             return await faults.cut_body(request, render(), content_type="application/json")
-        return wire.fault(kind, profile.retry_after)
+        if kind == "stall_mid":
+            return await faults.stall_body(request, render(), content_type="application/json")
+        return _with_detail(wire.fault(kind, profile.retry_after), profile.error_detail)
     await wait_latency(profile)
     body = render()
     stats.ok += 1

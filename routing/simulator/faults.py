@@ -1,4 +1,5 @@
-"""The transport-level faults: stall, connection reset, an answer cut off mid-body.
+"""The transport-level faults: stall, connection reset, an answer cut off mid-body, an answer
+that goes silent mid-body (`stall_mid`: the connection stays open, nothing more comes).
 
 The HTTP-level ones (429, 500, 503) are plain error answers, shaped by each wire module.
 """
@@ -36,11 +37,17 @@ def abort(request: web.Request, *, reset: bool = True) -> None:
 async def stall(request: web.Request) -> web.StreamResponse:
     """Accept the request and say nothing until the client gives up (its disconnect cancels
     this handler), the simulator shuts down, or STALL_SECONDS pass."""
+    await stay_silent(request)
+    return web.Response(status=504)  # never reaches the client: the connection is gone
+
+
+async def stay_silent(request: web.Request) -> None:
+    """Keep the connection open and send nothing more, until the client gives up, the
+    simulator shuts down, or STALL_SECONDS pass; then drop it."""
     shutdown = request.app[SHUTDOWN_KEY]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(shutdown.wait(), STALL_SECONDS)
     abort(request)
-    return web.Response(status=504)  # never reaches the client: the connection is gone
 
 
 async def cut_body(
@@ -53,4 +60,17 @@ async def cut_body(
         await response.prepare(request)
         await response.write(body[: len(body) // 2])
     abort(request, reset=False)
+    return response
+
+
+async def stall_body(
+    request: web.Request, body: bytes, *, content_type: str, status: int = 200
+) -> web.StreamResponse:
+    """A non-streamed answer that goes silent halfway through its declared length."""
+    response = web.StreamResponse(status=status, headers={"Content-Type": content_type})
+    response.content_length = len(body)
+    with contextlib.suppress(ConnectionError):
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+    await stay_silent(request)
     return response

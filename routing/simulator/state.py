@@ -19,7 +19,7 @@ import orjson
 from .generation import CACHE_MIN_TOKENS, DEFAULT_OUTPUT_TOKENS
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "catalog" / "catalog.json"
-ERROR_KINDS = ("429", "500", "503", "stall", "reset", "cut")
+ERROR_KINDS = ("429", "500", "503", "stall", "reset", "cut", "stall_mid")
 WILDCARD = "*"  # in make_app(profiles=...): applies to every provider, known or not
 MAX_PROMPT_CACHE = 100_000  # remembered prompts; forgotten all at once beyond that
 
@@ -35,8 +35,11 @@ class Profile:
     error_rate: float = 0.0  # 0..1, deterministic: see Provider.next_fault
     error_kind: str = "500"
     retry_after: float = 1.0  # seconds, sent with 429s
-    cut_after_tokens: int = 3  # how far a "cut" stream gets
+    cut_after_tokens: int = 3  # how far a "cut" or "stall_mid" stream gets
     output_tokens: int = DEFAULT_OUTPUT_TOKENS  # the answer's natural length, before max tokens
+    # Said after the message of every 429/500/503 it answers, e.g. a made-up account id: what
+    # a real provider's error can leak, for tests that it never reaches our callers.
+    error_detail: str = ""
 
     def updated(self, changes: Mapping[str, Any]) -> Profile:
         known = {f.name for f in fields(Profile)}
@@ -53,6 +56,10 @@ class Profile:
 
 
 def _validate(name: str, value: Any) -> Any:
+    if name == "error_detail":
+        if not isinstance(value, str) or len(value) > 500:
+            raise ProfileError("error_detail must be a string of at most 500 characters")
+        return value
     if name == "error_kind":
         value = str(value)
         if value not in ERROR_KINDS:

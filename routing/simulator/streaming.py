@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .faults import stay_silent
 from .state import Profile
 
 MIN_TICK = 0.002  # below this between tokens, batch them into one write instead of sleeping
@@ -72,11 +73,15 @@ async def send(
     profile: Profile,
     *,
     cut_after: int | None = None,
+    stall_after: int | None = None,
 ) -> bool:
     """Stream `frames` on `response` (not yet prepared) after the profile's latency. With
-    `cut_after`, stop after that many tokens and end the body without the end markers.
-    Returns False when the client went away."""
+    `cut_after`, stop after that many tokens and end the body without the end markers; with
+    `stall_after`, stop there too but keep the connection open, silent, until the client
+    gives up. Returns False when the client went away (or a stalled stream never finished)."""
     body, costs = frames.body, frames.costs
+    if stall_after is not None:
+        cut_after = stall_after
     complete = cut_after is None
     if cut_after is not None:
         total, keep = 0, 0
@@ -97,6 +102,9 @@ async def send(
             await _paced(response, frames.head, body, costs, frames.hidden, tps)
             if complete and frames.tail:
                 await response.write(frames.tail)
+        if stall_after is not None:
+            await stay_silent(request)
+            return False
         await response.write_eof()
     except ConnectionError:  # the client went away (aiohttp raises a ConnectionResetError)
         return False

@@ -100,7 +100,7 @@ def test_remove_takes_the_member_out_and_is_audited(alice, bob):
     assert (audit.actor, audit.target, audit.data) == (
         alice.user,
         "bob@example.com",
-        {"role": "developer"},
+        {"role": "developer", "keys": "revoked"},
     )
     assert list(selectors.organization_list_for_user(user=bob.user)) == []
 
@@ -147,7 +147,7 @@ def test_with_two_owners_one_can_leave_and_the_other_is_then_the_last(alice, bob
         (bob.user.pk, Role.OWNER)
     ]
     [audit] = _audits(alice.org, AuditLog.Action.MEMBER_LEFT)
-    assert (audit.actor, audit.data) == (alice.user, {"role": "owner"})
+    assert (audit.actor, audit.data) == (alice.user, {"role": "owner", "keys": "revoked"})
 
     with pytest.raises(AccountsError) as refused:
         services.membership_leave(membership=bob.membership)

@@ -447,3 +447,21 @@ def test_the_process_limiter_follows_redis_url(settings):
     shared = get_rate_limiter()
     assert isinstance(shared, RedisRateLimiter) and shared.url == REDIS_URL
     assert get_rate_limiter() is shared
+
+
+async def test_a_changed_limit_keeps_what_the_minute_used(backend):
+    # Staff raise an organization's limit: what it used stays used, the rest is room at once.
+    used = [await backend.acquire([backend.limit("org", "o", rpm=2)]) for _ in range(3)]
+    assert [d.allowed for d in used] == [True, True, False]
+
+    raised = [await backend.acquire([backend.limit("org", "o", rpm=5)]) for _ in range(4)]
+    assert [d.allowed for d in raised] == [True, True, True, False]
+    assert raised[0].limit_requests == 5
+    assert raised[0].remaining_requests == 2
+
+    # Lowered below what was used (5 of 3): refused until 3 of those 5 have refilled at the
+    # new rate, a minute from now.
+    lowered = await backend.acquire([backend.limit("org", "o", rpm=3)])
+    assert not lowered.allowed
+    assert lowered.remaining_requests == 0
+    assert 55 <= lowered.retry_after_s <= 60

@@ -26,6 +26,7 @@ PROFILE_OPTIONS = (
     ("--retry-after", "retry_after", float, "Seconds in a 429's Retry-After."),
     ("--cut-after-tokens", "cut_after_tokens", int, "Where a 'cut' stream stops."),
     ("--output-tokens", "output_tokens", int, "Length of an answer before max tokens."),
+    ("--error-detail", "error_detail", str, "Text said after each error answer's message."),
 )
 
 

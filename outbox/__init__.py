@@ -1,0 +1,1 @@
+"""Celery tasks that could not reach the broker, kept in the database and sent again later."""
