@@ -20,7 +20,7 @@ from django.conf import settings
 from accounts.selectors import AuthenticatedKey
 from billing import selectors as billing_selectors
 from billing import services as billing
-from routing import events, policy, router, selectors
+from routing import events, imagefetch, policy, router, selectors
 from routing.errors import GatewayError, bad_request, upstream_failure, upstream_message
 from routing.health import health_book
 from routing.pricing import cost_nanousd, hold_ttl_seconds, nano_to_usd, worst_case_nanousd
@@ -663,6 +663,26 @@ def floored_usage(
     )
 
 
+def _images_for(admission: Admission, request: ChatRequest, body: dict[str, Any]):
+    """Image URLs are fetched by us for self-hosted endpoints (routing.imagefetch), once, when
+    one is tried; None when no candidate needs it (the common case costs this check)."""
+    if request.has_images and any(e.self_hosted for e in admission.candidates):
+        return imagefetch.InlinedBody(body)
+    return None
+
+
+async def _body_for(endpoint: EndpointSnap, body: dict[str, Any], images) -> dict[str, Any]:
+    return await images.get() if images is not None and endpoint.self_hosted else body
+
+
+async def _image_refused(
+    admission: Admission, attempts: list[router.Attempt], refused: Exception
+) -> GatewayError:
+    cost = bill_attempts(admission, attempts)
+    await settle(admission, cost, reached_provider=cost > 0)
+    return bad_request(str(refused), param="messages", code="image_url_refused")
+
+
 def may_reason(admission: Admission, body: dict[str, Any], endpoint: EndpointSnap) -> bool:
     """May this endpoint think before it answers (a reasoning model not told to keep its
     thinking minimal)? Then it gets the longer first-token floor and idle limit."""
@@ -680,13 +700,15 @@ def record_speed(endpoint: EndpointSnap, tokens: int, seconds: float) -> None:
 async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]:
     body = upstream_body(request, admission)
     attempts: list[router.Attempt] = []
+    images = _images_for(admission, request, body)
 
     async def attempt(endpoint: EndpointSnap):
         _check_room(admission, attempts, endpoint)
+        sent = await _body_for(endpoint, body, images)
         started = time.perf_counter()
         result = await router.call_chat_once(
             endpoint,
-            attempt_body(body, admission, endpoint),
+            attempt_body(sent, admission, endpoint),
             reasoning=may_reason(admission, body, endpoint),
         )
         elapsed = time.perf_counter() - started
@@ -716,6 +738,8 @@ async def complete(admission: Admission, request: ChatRequest) -> dict[str, Any]
         await settle(admission, cost, reached_provider=reached(error) or cost > 0)
         record_failure(admission, error, streamed=False, attempts=attempts)
         raise failed(error, admission) from None
+    except imagefetch.ImageRefused as refused:
+        raise await _image_refused(admission, attempts, refused) from None
     except BaseException:
         await settle(admission, 0, reached_provider=False)
         raise
@@ -778,12 +802,14 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
     ordinary (fallback, then an HTTP error answer)."""
     body = upstream_body(request, admission)
     attempts: list[router.Attempt] = []
+    images = _images_for(admission, request, body)
 
     async def attempt(endpoint: EndpointSnap):
         _check_room(admission, attempts, endpoint)
+        sent = await _body_for(endpoint, body, images)
         result = await router.open_stream_once(
             endpoint,
-            attempt_body(body, admission, endpoint),
+            attempt_body(sent, admission, endpoint),
             reasoning=may_reason(admission, body, endpoint),
         )
         health_book.record_success(endpoint.key, ttft_ms=result.ttft_ms)
@@ -802,6 +828,8 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
         await settle(admission, cost, reached_provider=reached(error) or cost > 0)
         record_failure(admission, error, streamed=True, attempts=attempts)
         raise failed(error, admission) from None
+    except imagefetch.ImageRefused as refused:
+        raise await _image_refused(admission, attempts, refused) from None
     except BaseException as error:
         # The client went away before the first chunk: what was sent upstream is billed.
         admission.abandoned = True

@@ -22,6 +22,9 @@ class Provider(models.Model):
     region = models.CharField(max_length=64, blank=True)
     simulated_latency_ms = models.PositiveIntegerField(default=0)
     simulated_tokens_per_second = models.PositiveIntegerField(default=0)
+    # Our own deployment (vLLM and the like): it may reach internal addresses, so image URLs
+    # sent to it are fetched by us (routing.imagefetch) and inlined, never passed on.
+    self_hosted = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

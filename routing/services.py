@@ -55,6 +55,7 @@ def catalog_load(*, data: dict[str, Any] | None = None) -> dict[str, int]:
             "region": p.get("region", ""),
             "simulated_latency_ms": p.get("simulated", {}).get("latency_ms", 0),
             "simulated_tokens_per_second": p.get("simulated", {}).get("tokens_per_second", 0),
+            "self_hosted": p.get("self_hosted", False),
         }
         providers[p["slug"]], changed = _upsert(Provider, {"slug": p["slug"]}, values)
         counts["providers"] += 1

@@ -47,6 +47,8 @@ class EndpointSnap:
     max_output_tokens: int
     nominal_latency_ms: int
     nominal_throughput_tps: int
+    # Image URLs are fetched by us and inlined before it is called (routing.imagefetch).
+    self_hosted: bool = False
 
     @property
     def key(self) -> str:
@@ -192,6 +194,7 @@ def build_snapshot() -> CatalogSnapshot:
                 max_output_tokens=e.max_output_tokens,
                 nominal_latency_ms=e.nominal_latency_ms,
                 nominal_throughput_tps=e.nominal_throughput_tps,
+                self_hosted=e.provider.self_hosted,
             )
         )
     models = []
