@@ -328,6 +328,9 @@ INVITATION_MAX_AGE_DAYS = 7
 SIMULATOR_HOST = env("LLMAPI_SIMULATOR_HOST", default="127.0.0.1")
 SIMULATOR_PORT = env.int("LLMAPI_SIMULATOR_PORT", default=8100)
 SIMULATOR_URL = env("LLMAPI_SIMULATOR_URL", default=f"http://{SIMULATOR_HOST}:{SIMULATOR_PORT}")
+# The simulator's control API (faults, profiles, last requests) answers only this token; it is
+# off without one. run_simulator and `manage.py simulator` read it from here.
+SIMULATOR_CONTROL_TOKEN = env("LLMAPI_SIMULATOR_CONTROL_TOKEN", default="")
 ROUTING_FORCE_SIMULATOR = env.bool("LLMAPI_FORCE_SIMULATOR", default=False)
 # Whether a provider without credentials is played by the simulator (development, tests) or
 # its endpoints are disabled (production: never silently simulated; a system check errors).

@@ -6,6 +6,9 @@ import os
 
 DEVELOPMENT_SECRET_KEY = "insecure-development-only-key-do-not-deploy"  # noqa: S105 (public)
 os.environ.setdefault("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+# The loopback simulator's control token in development, as platform/Procfile.dev starts it,
+# so `manage.py simulator set ...` works there out of the box.
+os.environ.setdefault("LLMAPI_SIMULATOR_CONTROL_TOKEN", "insecure-local-simulator-token")
 
 from .base import *  # noqa: E402,F403
 from .base import env  # noqa: E402

@@ -13,6 +13,7 @@ Any slug works; the wire is chosen by the path, so one slug could even speak sev
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -27,27 +28,33 @@ from .state import ProfileError, Provider, Registry
 from .streaming import json_response, send, wait_latency
 
 REGISTRY_KEY: web.AppKey[Registry] = web.AppKey("sim_registry", Registry)
+CONTROL_TOKEN_KEY: web.AppKey[str] = web.AppKey("sim_control_token", str)
 
 
-def make_app(profiles: Mapping[str, Mapping[str, Any]] | None = None) -> web.Application:
+def make_app(
+    profiles: Mapping[str, Mapping[str, Any]] | None = None, *, control_token: str = ""
+) -> web.Application:
     """`profiles` overrides the catalog's defaults per slug (partial dicts); the key "*"
-    applies to every provider, e.g. {"*": {"latency_ms": 0, "tokens_per_second": 0}}."""
+    applies to every provider, e.g. {"*": {"latency_ms": 0, "tokens_per_second": 0}}.
+    The control API (all of /_sim/ but health) answers only `Authorization: Bearer
+    <control_token>`; without a token it is off (403)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)  # base64 images are large
     app[REGISTRY_KEY] = Registry(profiles)
+    app[CONTROL_TOKEN_KEY] = control_token
     app[SHUTDOWN_KEY] = asyncio.Event()
     app.on_shutdown.append(_release_stalls)
     warm_up()
 
     r = app.router
     r.add_get("/_sim/health", health)
-    r.add_get("/_sim/providers", providers_list)
-    r.add_get("/_sim/providers/{slug}", provider_get)
-    r.add_put("/_sim/providers/{slug}", provider_update)
-    r.add_patch("/_sim/providers/{slug}", provider_update)
-    r.add_post("/_sim/providers/{slug}/replies", provider_replies)
-    r.add_get("/_sim/providers/{slug}/last_request", provider_last_request)
-    r.add_post("/_sim/reset", reset)
-    r.add_get("/_sim/stats", stats)
+    r.add_get("/_sim/providers", _guarded(providers_list))
+    r.add_get("/_sim/providers/{slug}", _guarded(provider_get))
+    r.add_put("/_sim/providers/{slug}", _guarded(provider_update))
+    r.add_patch("/_sim/providers/{slug}", _guarded(provider_update))
+    r.add_post("/_sim/providers/{slug}/replies", _guarded(provider_replies))
+    r.add_get("/_sim/providers/{slug}/last_request", _guarded(provider_last_request))
+    r.add_post("/_sim/reset", _guarded(reset))
+    r.add_get("/_sim/stats", _guarded(stats))
 
     r.add_post("/{slug}/v1/chat/completions", openai_chat)
     r.add_post("/{slug}/v1/embeddings", openai_embeddings)
@@ -305,6 +312,31 @@ async def _gemini(request: web.Request, *, vertex: bool) -> web.StreamResponse:
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return json_response(orjson.dumps(data, option=orjson.OPT_INDENT_2), status=status)
+
+
+def _guarded(handler: Any) -> Any:
+    """Only a caller holding the control token may read or change the simulator's state:
+    anyone else who can reach it could otherwise make every simulated provider fail, or read
+    the last request bodies it received."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        expected = request.app[CONTROL_TOKEN_KEY]
+        if not expected:
+            return _json(
+                {
+                    "error": "the control API is off: start the simulator with a control token "
+                    "(LLMAPI_SIMULATOR_CONTROL_TOKEN)"
+                },
+                403,
+            )
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), expected.encode()
+        ):
+            return _json({"error": "the control API needs its token (Authorization: Bearer)"}, 401)
+        return await handler(request)
+
+    return guarded
 
 
 async def health(request: web.Request) -> web.Response:

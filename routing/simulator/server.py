@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import threading
 from collections.abc import Mapping
@@ -33,12 +34,16 @@ def serve(
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     on_start: Any = None,
+    control_token: str = "",
 ) -> None:
     """Run in the foreground until interrupted."""
 
     async def main() -> None:
         runner = web.AppRunner(
-            make_app(profiles), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+            make_app(profiles, control_token=control_token),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
         )
         await runner.setup()
         await web.TCPSite(runner, host, port, backlog=1024, reuse_address=True).start()
@@ -69,10 +74,13 @@ class SimulatorServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        control_token: str | None = None,
     ) -> None:
         self.profiles = profiles
         self.host = host
         self.port = port
+        # The control API's token: a fresh one unless given (the helpers below send it).
+        self.control_token = secrets.token_urlsafe(24) if control_token is None else control_token
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -124,7 +132,7 @@ class SimulatorServer:
     async def _main(self, sock: socket.socket) -> None:
         self._stop = asyncio.Event()
         runner = web.AppRunner(
-            make_app(self.profiles),
+            make_app(self.profiles, control_token=self.control_token),
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=0.5,
@@ -157,9 +165,15 @@ class SimulatorServer:
     # --- control API helpers ---
 
     @property
+    def control_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.control_token}"}
+
+    @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(base_url=f"{self.url}/_sim", timeout=10)
+            self._client = httpx.Client(
+                base_url=f"{self.url}/_sim", timeout=10, headers=self.control_headers
+            )
         return self._client
 
     def set(self, slug: str, **profile: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ def sim(simulator: SimulatorServer, settings) -> SimulatorServer:
     """The simulator with default profiles, zeroed counters and an empty prompt cache."""
     simulator.reset()
     settings.SIMULATOR_URL = simulator.url
+    settings.SIMULATOR_CONTROL_TOKEN = simulator.control_token
     return simulator
 
 

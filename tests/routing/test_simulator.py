@@ -21,6 +21,8 @@ import jsonschema
 import pytest
 from django.core.management import CommandError, call_command
 
+from routing.simulator import SimulatorServer
+
 OPENAI_AUTH = {"Authorization": "Bearer sk-sim"}
 ANTHROPIC_AUTH = {"x-api-key": "sk-ant-sim", "anthropic-version": "2023-06-01"}
 GEMINI_AUTH = {"x-goog-api-key": "AIza-sim"}
@@ -936,30 +938,33 @@ def test_latency_and_tokens_per_second_are_lower_bounds(sim, http):
 
 
 def test_control_api_profiles_counters_and_reset(sim, http):
-    listed = http.get(f"{sim.url}/_sim/providers").json()["providers"]
+    auth = sim.control_headers
+    listed = http.get(f"{sim.url}/_sim/providers", headers=auth).json()["providers"]
     by_slug = {p["slug"]: p for p in listed}
     assert by_slug["anthropic"]["wire"] == "anthropic"
     assert by_slug["google-ai-studio"]["wire"] == "gemini"
     assert by_slug["openai"]["latency_ms"] == 0  # the test session runs everything at 0 ms
     assert http.get(f"{sim.url}/_sim/health").json() == {"status": "ok"}
 
-    updated = http.put(f"{sim.url}/_sim/providers/openai", json={"latency_ms": 5}).json()
+    updated = http.put(
+        f"{sim.url}/_sim/providers/openai", json={"latency_ms": 5}, headers=auth
+    ).json()
     assert updated["latency_ms"] == 5 and updated["error_rate"] == 0
     for bad in ({"error_kind": "explode"}, {"error_rate": 2}, {"colour": "red"}, [1]):
-        refused = http.patch(f"{sim.url}/_sim/providers/openai", json=bad)
+        refused = http.patch(f"{sim.url}/_sim/providers/openai", json=bad, headers=auth)
         assert refused.status_code == 400 and refused.json()["error"]
 
     openai_chat(http, sim, {"messages": user("hi"), "stream": True})
     openai_chat(http, sim, {"messages": user("hi")}, slug="made-up-provider")
-    stats = http.get(f"{sim.url}/_sim/stats").json()
+    stats = http.get(f"{sim.url}/_sim/stats", headers=auth).json()
     assert stats["openai"]["requests"] == 1 and stats["openai"]["streamed"] == 1
     assert stats["openai"]["completion_tokens"] == 16
     assert stats["made-up-provider"]["ok"] == 1  # any slug works, with a 0 ms profile
 
-    assert http.post(f"{sim.url}/_sim/reset").status_code == 200
-    after = http.get(f"{sim.url}/_sim/providers/openai").json()
+    assert http.post(f"{sim.url}/_sim/reset", headers=auth).status_code == 200
+    after = http.get(f"{sim.url}/_sim/providers/openai", headers=auth).json()
     assert after["latency_ms"] == 0 and after["stats"]["requests"] == 0
-    assert "made-up-provider" not in http.get(f"{sim.url}/_sim/stats").json()
+    assert "made-up-provider" not in http.get(f"{sim.url}/_sim/stats", headers=auth).json()
 
 
 def test_catalog_defaults_when_not_overridden():
@@ -1024,11 +1029,21 @@ def test_run_simulator_serves_the_same_answers_in_its_own_process(sim, http):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "LLMAPI_SIMULATOR_CONTROL_TOKEN": "token-of-this-test",
+        },
     )
     try:
         line = process.stdout.readline()
         assert f"http://127.0.0.1:{port}" in line
+        control = f"http://127.0.0.1:{port}/_sim/providers/openai"
+        assert http.patch(control, json={"error_rate": 1}).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert http.patch(control, json={"error_rate": 1}, headers=wrong).status_code == 401
+        right = {"Authorization": "Bearer token-of-this-test"}
+        assert http.get(control, headers=right).json()["error_rate"] == 0
         body = {"model": "m", "messages": user("same everywhere")}
         there = http.post(
             f"http://127.0.0.1:{port}/openai/v1/chat/completions", json=body, headers=OPENAI_AUTH
@@ -1055,5 +1070,55 @@ def test_scripted_replies_answer_in_order_then_generation_resumes(sim, http):
     sim.script("openai", "left over")
     sim.reset()
     assert sim.get("openai")["scripted_replies"] == 0
-    bad = http.post(f"{sim.url}/_sim/providers/openai/replies", json={"replies": "x"})
+    bad = http.post(
+        f"{sim.url}/_sim/providers/openai/replies",
+        json={"replies": "x"},
+        headers=sim.control_headers,
+    )
     assert bad.status_code == 400
+
+
+# --- The control API's token and the bind address ---
+
+
+def test_control_calls_without_the_token_are_refused(sim, http):
+    base = f"{sim.url}/_sim"
+    calls = [
+        ("GET", "/providers", None),
+        ("GET", "/providers/openai", None),
+        ("PUT", "/providers/openai", {"error_rate": 1}),
+        ("PATCH", "/providers/openai", {"error_rate": 1, "error_kind": "500"}),
+        ("POST", "/providers/openai/replies", {"replies": ["owned"]}),
+        ("GET", "/providers/openai/last_request", None),
+        ("POST", "/reset", None),
+        ("GET", "/stats", None),
+    ]
+    for method, path, body in calls:
+        for headers in ({}, {"Authorization": "Bearer guessed"}, {"Authorization": "guessed"}):
+            refused = http.request(method, base + path, json=body, headers=headers)
+            assert refused.status_code == 401, (method, path, headers)
+            assert "token" in refused.json()["error"]
+    # Nothing changed: the provider still answers.
+    assert sim.get("openai")["error_rate"] == 0
+    assert sim.get("openai")["scripted_replies"] == 0
+    assert openai_chat(http, sim, {"messages": user("hi")}).status_code == 200
+    # The readiness probe stays open.
+    assert http.get(f"{base}/health").status_code == 200
+
+
+def test_a_simulator_started_without_a_token_has_its_control_api_off(http):
+    with SimulatorServer(control_token="") as bare:
+        refused = http.patch(
+            f"{bare.url}/_sim/providers/openai",
+            json={"error_rate": 1},
+            headers={"Authorization": "Bearer anything"},
+        )
+        assert refused.status_code == 403
+        assert "LLMAPI_SIMULATOR_CONTROL_TOKEN" in refused.json()["error"]
+
+
+def test_run_simulator_binds_to_loopback_unless_public(settings):
+    with pytest.raises(CommandError, match="--public"):
+        call_command("run_simulator", "--host", "0.0.0.0", "--port", "1")  # noqa: S104
+    with pytest.raises(CommandError, match="--public"):
+        call_command("run_simulator", "--host", "192.0.2.10", "--port", "1")

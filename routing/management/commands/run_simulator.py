@@ -1,11 +1,13 @@
-"""`manage.py run_simulator [--host H] [--port P]`: the provider simulator, in the foreground."""
+"""`manage.py run_simulator [--host H] [--port P] [--public]`: the provider simulator, in the
+foreground, on loopback unless --public; its control API needs LLMAPI_SIMULATOR_CONTROL_TOKEN."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from routing.simulator import serve
 from routing.simulator.state import WILDCARD
@@ -21,6 +23,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=getattr(settings, "SIMULATOR_HOST", "127.0.0.1"))
+        parser.add_argument(
+            "--public",
+            action="store_true",
+            help="Allow a --host other than loopback (its control API still needs the token).",
+        )
         parser.add_argument("--port", type=int, default=getattr(settings, "SIMULATOR_PORT", 8100))
         # Overrides for every provider, e.g. the benchmark's "0 ms, unlimited tokens/s".
         parser.add_argument("--latency-ms", type=float, help="Latency of every provider.")
@@ -31,7 +38,17 @@ class Command(BaseCommand):
             "--output-tokens", type=int, help="Length of every answer (default 16 tokens)."
         )
 
-    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
+    def handle(self, *args: Any, host: str, port: int, public: bool, **options: Any) -> None:
+        if not public and not _loopback(host):
+            raise CommandError(
+                f"The simulator binds to loopback unless told otherwise: --host {host} needs "
+                "--public (and LLMAPI_SIMULATOR_CONTROL_TOKEN for its control API)."
+            )
+        token = getattr(settings, "SIMULATOR_CONTROL_TOKEN", "")
+        if not token:
+            self.stderr.write(
+                "No LLMAPI_SIMULATOR_CONTROL_TOKEN: the control API (faults, profiles) is off."
+            )
         everyone = {
             field: options[field]
             for field in ("latency_ms", "tokens_per_second", "output_tokens")
@@ -47,4 +64,13 @@ class Command(BaseCommand):
             )
             self.stdout.flush()
 
-        serve(host, port, profiles, on_start=started)
+        serve(host, port, profiles, on_start=started, control_token=token)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -87,7 +87,9 @@ class Command(BaseCommand):
     def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call is noise here
         try:
-            response = httpx.request(method, url, json=body, timeout=5)
+            token = getattr(settings, "SIMULATOR_CONTROL_TOKEN", "")
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = httpx.request(method, url, json=body, headers=headers, timeout=5)
         except httpx.TransportError:
             raise CommandError(
                 f"The provider simulator isn't answering at {url.split('/_sim')[0]}. "
