@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test setup assets browser migrate lint format bench clean
+.PHONY: run test chaos setup assets browser migrate lint format bench clean
 
 setup: $(STAMP) $(ASSETS)
 
@@ -41,6 +41,13 @@ browser:
 
 test: setup browser
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The chaos suite alone (tests/chaos, also part of `make test` on PostgreSQL + Redis): faults of
+# the platform's own parts under load, one after the other; figures in var/chaos/results.md.
+chaos: setup
+	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { \
+	  echo "make chaos needs DATABASE_URL (PostgreSQL) and REDIS_URL"; exit 2; }
+	$(PY) -m pytest -p no:xdist tests/chaos $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -166,6 +166,10 @@ class LedgerEntry(models.Model):
         indexes = [
             models.Index(fields=["organization", "kind", "occurred_at"]),
             models.Index(fields=["key_id", "occurred_at"]),
+            # The reconciliation's read across organizations (usage billed in a window).
+            models.Index(
+                fields=["occurred_at"], name="billing_usage_time", condition=Q(kind="usage")
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -7,6 +7,7 @@ hot path mirrors it in counters (billing.holds) and seeds them from here when th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,6 +44,7 @@ __all__ = [
     "plan_list",
     "usage_spent",
     "usage_spent_between",
+    "usage_billed",
     "usage_outbox_records",
     "usage_spent_total",
 ]
@@ -89,6 +91,41 @@ def ledger_references_existing(*, references: list[str]) -> set[str]:
     return set(
         LedgerEntry.objects.filter(reference__in=references).values_list("reference", flat=True)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BilledGeneration:
+    """A usage entry of the ledger, as observability's reconciliation compares it with the
+    request logs (the reference is the generation id)."""
+
+    generation_id: str
+    organization_id: uuid.UUID
+    key_id: uuid.UUID | None
+    cost_nanousd: int
+    occurred_at: datetime
+
+
+def usage_billed(
+    *, since: datetime, until: datetime, chunk_size: int = 2000
+) -> Iterator[list[BilledGeneration]]:
+    """Every usage entry that cost something, of generations started in [since, until),
+    across organizations (an operator's read), in chunks of `chunk_size`, oldest first."""
+    entries = (
+        LedgerEntry.objects.filter(kind=_USAGE, occurred_at__gte=since, occurred_at__lt=until)
+        .exclude(amount_nanousd=0)
+        .order_by("occurred_at", "id")
+        .values_list("reference", "organization_id", "key_id", "amount_nanousd", "occurred_at")
+    )
+    chunk: list[BilledGeneration] = []
+    for reference, organization_id, key_id, amount, occurred_at in entries.iterator(
+        chunk_size=chunk_size
+    ):
+        chunk.append(BilledGeneration(reference, organization_id, key_id, -amount, occurred_at))
+        if len(chunk) >= chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def usage_outbox_records(*, organization_id: uuid.UUID | str) -> list[UsageRecord]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from observability.services import request_logs_flush, request_logs_purge
+from observability.services import request_logs_flush, request_logs_purge, request_logs_reconcile
 
 
 @shared_task(ignore_result=True)
@@ -20,6 +20,12 @@ def flush_request_logs() -> int:
         settings.OBSERVABILITY_QUEUE_STALE_SECONDS if settings.OBSERVABILITY_WRITE_IN_PROCESS else 0
     )
     return request_logs_flush(min_age=min_age)
+
+
+@shared_task(ignore_result=True)
+def reconcile_request_logs() -> int:
+    """Generations billed without a request log (their process died holding it) get one."""
+    return request_logs_reconcile()
 
 
 @shared_task(ignore_result=True)

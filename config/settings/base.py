@@ -450,6 +450,11 @@ CELERY_BEAT_SCHEDULE["billing-reconcile-usage"] = {
     "task": "billing.tasks.reconcile_usage",
     "schedule": 300.0,
 }
+# And the other way round, over the same window: billed generations without a request log.
+CELERY_BEAT_SCHEDULE["observability-reconcile-request-logs"] = {
+    "task": "observability.tasks.reconcile_request_logs",
+    "schedule": 300.0,
+}
 # Production Redis must keep what it is told (README, "Redis in production"): checked at start.
 BILLING_CHECK_REDIS_PERSISTENCE = env.bool("LLMAPI_CHECK_REDIS_PERSISTENCE", default=False)
 CELERY_BEAT_SCHEDULE["billing-release-expired-holds"] = {

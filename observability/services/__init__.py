@@ -6,6 +6,7 @@ from django.conf import settings
 
 from observability.services.log_settings import log_settings_update
 from observability.services.logs import request_logs_write
+from observability.services.reconcile import request_logs_reconcile
 from observability.services.retention import request_logs_purge
 from observability.services.rollups import rollups_add
 
@@ -13,6 +14,7 @@ __all__ = [
     "log_settings_update",
     "request_logs_flush",
     "request_logs_purge",
+    "request_logs_reconcile",
     "request_logs_write",
     "rollups_add",
 ]

@@ -30,7 +30,7 @@ from django.utils import timezone
 from accounts.selectors import KeyRejected, api_key_authenticated_by_id
 from billing import services as billing
 from config.db import run_db
-from routing import gateway
+from routing import events, gateway
 from routing.batches import live, services
 from routing.batches.models import Batch
 from routing.errors import GatewayError
@@ -294,13 +294,21 @@ async def _cut_short(key, batch: Batch, item: dict[str, Any], attempt: _Attempt)
         except Exception:
             logger.exception("could not price the interrupted call %s", attempt.generation_id)
             cost = 0
-        await billing.hold_settle(
+        billed = await billing.hold_settle(
             hold_id=attempt.generation_id,
             actual_nanousd=cost,
             organization_id=batch.organization_id,
             key_id=key.key_id,
             description="Batch request interrupted",
         )
+        admission = attempt.admission
+        if billed and admission is not None and admission.candidates:
+            # What is billed is logged: the request log says what the interrupted call cost.
+            prompt = Usage(prompt_tokens=admission.prompt_tokens)
+            endpoint = max(admission.candidates, key=lambda e: cost_nanousd(e, prompt))
+            events.generation_finished(
+                admission, endpoint, prompt, cost, [], streamed=False, error="batch_interrupted"
+            )
         return
     # Not started, or finished and billed before its answer could be saved (the re-run
     # finds the settled hold and runs free).

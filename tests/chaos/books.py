@@ -82,6 +82,7 @@ def settle_books(
             "observability.tasks.flush_request_logs",
             "billing.tasks.flush_usage",
             "billing.tasks.reconcile_usage",
+            "observability.tasks.reconcile_request_logs",
         ):
             platform.run_task(task)
         time.sleep(2.0)

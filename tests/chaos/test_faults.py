@@ -221,7 +221,7 @@ def test_worker_killed_mid_log_flush(platform, tenant):
     record(
         "worker SIGKILLed mid log flush",
         figures(load, books),
-        note=f"killed with {left} of {backlog} queued records left",
+        note=f"killed with {left} of {backlog} queued log batches left",
     )
     assert 0 < left < backlog, (left, backlog)
     check(load, books)
@@ -263,7 +263,8 @@ def test_web_process_killed_mid_stream_and_restarted(platform, tenant):
     record(
         "web process SIGKILLed mid-stream, restarted",
         figures(load, books),
-        note=f"{len(cut)} streams cut, billed and logged from their recorded progress",
+        note=f"{len(cut)} of the cut streams had sent tokens: each billed and logged from "
+        "the progress its process recorded",
     )
     assert len(cut) >= 1, load.counts()
     assert load.served_after(back) > 10, load.counts()
