@@ -162,6 +162,11 @@ def _log_says(text: str) -> Callable[[Process], bool]:
     return check
 
 
+# The simulator's control API needs its token.
+SIM_TOKEN = "chaos-suite-simulator-token"  # noqa: S105 (a test double's, not a secret)
+SIM_AUTH = {"Authorization": f"Bearer {SIM_TOKEN}"}
+
+
 class Platform:
     """Every process of one deployment. `web` is a list (two web pods behind a balancer)."""
 
@@ -185,6 +190,7 @@ class Platform:
             "CELERY_BROKER_URL": self.redis_url,
             "LLMAPI_API_KEY_PEPPER": settings.API_KEY_PEPPER,
             "LLMAPI_SIMULATOR_URL": self.sim_url,
+            "LLMAPI_SIMULATOR_CONTROL_TOKEN": SIM_TOKEN,
             "LLMAPI_FORCE_SIMULATOR": "true",
             "LLMAPI_BILL_SIMULATED": "true",  # simulated generations cost $0 otherwise
             # As in production: workers write the request logs, not the web process.
@@ -343,12 +349,14 @@ class Platform:
     # -- the simulator's control API --------------------------------------------------------
 
     def sim_set(self, slug: str, **profile: Any) -> dict[str, Any]:
-        response = httpx.patch(f"{self.sim_url}/_sim/providers/{slug}", json=profile, timeout=10)
+        response = httpx.patch(
+            f"{self.sim_url}/_sim/providers/{slug}", json=profile, headers=SIM_AUTH, timeout=10
+        )
         response.raise_for_status()
         return response.json()
 
     def sim_stats(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.sim_url}/_sim/stats", timeout=10)
+        response = httpx.get(f"{self.sim_url}/_sim/stats", headers=SIM_AUTH, timeout=10)
         response.raise_for_status()
         return response.json()
 
