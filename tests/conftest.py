@@ -41,6 +41,10 @@ def _reset_cooldowns() -> None:
     for each in list(cooldown._redis.values()):
         each.reset()
     db.unreachable.reset()
+    # Nor in the live layer's: pushes skipped after a channel layer that was down.
+    import config.live
+
+    config.live._layer_down_until = 0.0
 
 
 @pytest.fixture(autouse=True)
