@@ -390,8 +390,8 @@ async def hold_progress(
     """What the generation `hold_id` has cost so far (a stream records it as it goes), and a
     note for its log (JSON, opaque to billing). If its process dies before it settles, the
     hold is settled at this cost when it expires, instead of released, and the note handed to
-    the orphan sinks: a stream cut by its server dying is billed what it used. Never raises
-    (the store being down only means this record is missed); True if recorded."""
+    the orphan sinks: a stream cut by its server dying is billed what it used. A store that is
+    down never raises here (only this record is missed); True if recorded."""
     if not isinstance(cost_nanousd, int) or cost_nanousd < 0:
         raise ValueError("a cost is a non-negative integer of nano-USD")
     record = UsageRecord(
