@@ -60,6 +60,11 @@ def _fresh_caches():
     # What the test's hold store still queues belongs to a test that is over: dropped here,
     # it isn't written at exit into a database that is gone by then.
     _reset_billing_state()
+    # The tasks (shared_task) follow the current Celery app: a test that left another app
+    # current would send every later test's tasks to its broker, gone by then.
+    from celery import current_app
+
+    assert current_app.main == "llmapi", f"the test left Celery app {current_app.main!r} current"
 
 
 @pytest.fixture(scope="session", autouse=True)
