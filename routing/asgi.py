@@ -135,7 +135,7 @@ def limit_body(app):
     from routing.api.base import (
         BAD_KEY,
         MISSING_KEY,
-        bearer_token,
+        api_key_of,
         body_limit,
         too_large,
         unauthorized,
@@ -148,7 +148,7 @@ def limit_body(app):
         limit = body_limit(path)
         length = None
         chunked = False
-        authorization = ""
+        authorization = x_api_key = ""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 length = int(value) if value.isdigit() else None
@@ -156,10 +156,12 @@ def limit_body(app):
                 chunked = b"chunked" in value.lower()
             elif name == b"authorization":
                 authorization = value.decode("latin-1")
+            elif name == b"x-api-key":
+                x_api_key = value.decode("latin-1")
         if length is not None and length > limit:
             return await _refuse(send, too_large(limit))
         if path.startswith(API_PREFIX) and (chunked or length) and scope["method"] in _BODY_METHODS:
-            token = bearer_token(authorization)
+            token = api_key_of(authorization, x_api_key)
             if token is None:
                 return await _refuse(send, unauthorized(MISSING_KEY, "missing_api_key"))
             if not api_key_well_formed(token):

@@ -91,7 +91,10 @@ class GatewayApiView(APIView):
         return self.response
 
 
-MISSING_KEY = "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+MISSING_KEY = (
+    "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' "
+    "(or 'x-api-key: YOUR_KEY')."
+)
 BAD_KEY = "Incorrect API key provided."
 
 
@@ -105,8 +108,16 @@ def unauthorized(message: str, code: str) -> GatewayError:
     return GatewayError(401, message, code=code, headers={"www-authenticate": 'Bearer realm="api"'})
 
 
+def api_key_of(authorization: str, x_api_key: str) -> str | None:
+    """The key a request carries: `Authorization: Bearer KEY` (OpenAI's SDKs) or `x-api-key:
+    KEY` (Anthropic's), the former first."""
+    return bearer_token(authorization) or (x_api_key.strip() or None)
+
+
 async def authenticate(request) -> AuthenticatedKey:
-    token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    token = api_key_of(
+        request.META.get("HTTP_AUTHORIZATION", ""), request.META.get("HTTP_X_API_KEY", "")
+    )
     if token is None:
         raise unauthorized(MISSING_KEY, "missing_api_key")
     try:

@@ -79,3 +79,26 @@ def test_expired_key_is_401(client, key):
 
 def test_unknown_v1_path_is_404_in_the_openai_shape(client, db):
     _assert_openai_error(client.get("/v1/nope"), 404, code="unknown_url")
+
+
+def test_the_anthropic_sdks_x_api_key_header_is_accepted(client, alice, key):
+    api_key, secret = key
+    response = client.get("/v1/key", HTTP_X_API_KEY=secret)
+    assert response.status_code == 200
+    assert response.json()["data"]["id"] == str(api_key.id)
+    _assert_openai_error(client.get("/v1/key", HTTP_X_API_KEY="nope"), 401, "invalid_api_key")
+
+
+def test_x_api_key_is_accepted_before_a_body_is_read(openai_client, gateway):
+    import httpx
+
+    base_url, secret = gateway
+    hello = [{"role": "user", "content": "hi"}]
+    body = {"model": "google/gemini-3.1-flash-lite", "messages": hello}
+    answered = httpx.post(
+        f"{base_url}/chat/completions", json=body, headers={"x-api-key": secret}, timeout=30
+    )
+    assert answered.status_code == 200, answered.text
+    refused = httpx.post(f"{base_url}/chat/completions", json=body, timeout=30)
+    assert refused.status_code == 401
+    assert "x-api-key" in refused.json()["error"]["message"]
