@@ -19,6 +19,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
 API_PREFIX = "/v1/"
+MESSAGES_PREFIX = "/v1/messages"
 
 
 class GatewayASGIHandler(ASGIHandler):
@@ -98,23 +99,29 @@ def split_api(api_app, site_app):
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def _refuse(send, error) -> None:
+async def _refuse(send, error, path: str = "") -> None:
     """Answer a GatewayError before the app runs, and close the connection: its unread body is
-    never read (uvicorn drains a kept-alive connection's leftover body)."""
+    never read (uvicorn drains a kept-alive connection's leftover body). In the OpenAI shape,
+    or Anthropic's under /v1/messages."""
     import orjson
 
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": error.message,
-                "type": "authentication_error"
-                if error.status_code == 401
-                else "invalid_request_error",
-                "param": error.param,
-                "code": error.error_code,
+    if path.startswith(MESSAGES_PREFIX):
+        from routing.wires.anthropic import error_body
+
+        body = orjson.dumps(error_body(error.status_code, error.message))
+    else:
+        body = orjson.dumps(
+            {
+                "error": {
+                    "message": error.message,
+                    "type": "authentication_error"
+                    if error.status_code == 401
+                    else "invalid_request_error",
+                    "param": error.param,
+                    "code": error.error_code,
+                }
             }
-        }
-    )
+        )
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -159,13 +166,13 @@ def limit_body(app):
             elif name == b"x-api-key":
                 x_api_key = value.decode("latin-1")
         if length is not None and length > limit:
-            return await _refuse(send, too_large(limit))
+            return await _refuse(send, too_large(limit), path)
         if path.startswith(API_PREFIX) and (chunked or length) and scope["method"] in _BODY_METHODS:
             token = api_key_of(authorization, x_api_key)
             if token is None:
-                return await _refuse(send, unauthorized(MISSING_KEY, "missing_api_key"))
+                return await _refuse(send, unauthorized(MISSING_KEY, "missing_api_key"), path)
             if not api_key_well_formed(token):
-                return await _refuse(send, unauthorized(BAD_KEY, "invalid_api_key"))
+                return await _refuse(send, unauthorized(BAD_KEY, "invalid_api_key"), path)
 
         received = 0
         refused = False
@@ -177,7 +184,7 @@ def limit_body(app):
                 received += len(message.get("body", b""))
                 if received > limit:
                     refused = True
-                    await _refuse(send, too_large(limit))
+                    await _refuse(send, too_large(limit), path)
                     # The app sees a client that left: Django stops reading and answers nothing.
                     return {"type": "http.disconnect"}
             return message

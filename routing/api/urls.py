@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing.api import batches, tasks, views
+from routing.api import batches, messages, tasks, views
 
 urlpatterns = [
     path("chat/completions", views.ChatCompletionsApi.as_view(), name="v1_chat_completions"),
+    path("messages", messages.MessagesApi.as_view(), name="v1_messages"),
+    path(
+        "messages/count_tokens", messages.CountTokensApi.as_view(), name="v1_messages_count_tokens"
+    ),
     path("embeddings", views.EmbeddingsApi.as_view(), name="v1_embeddings"),
     path("models", views.ModelListApi.as_view(), name="v1_models"),
     path("models/<path:model_id>", views.ModelDetailApi.as_view(), name="v1_model"),

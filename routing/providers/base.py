@@ -126,6 +126,10 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     json: dict[str, Any]
+    # The client's own request in this wire, sent as it was: the provider's answer goes back
+    # as it was too (the chat answer carries it under "native", stream chunks their events
+    # under "native_events").
+    native: bool = False
 
 
 class StreamDecoder:
@@ -137,6 +141,7 @@ class StreamDecoder:
 
     usage: Usage | None = None
     done: bool = False
+    native: bool = False  # attach the provider's own events to the chunks (UpstreamRequest)
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         raise NotImplementedError
