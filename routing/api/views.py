@@ -32,7 +32,11 @@ class ChatCompletionsApi(GatewayApiView):
         operation_id="createChatCompletion",
         summary="Create a chat completion (streamed as SSE when stream is true)",
         request=schema.ChatCompletionRequest,
-        responses={200: schema.ChatCompletion, **schema.errors(400, 401, 403, 404, 413, 429, 502)},
+        responses={
+            (200, "application/json"): schema.ChatCompletion,
+            (200, "text/event-stream"): schema.ChatCompletionChunk,
+            **schema.errors(400, 401, 403, 404, 413, 429, 502),
+        },
         examples=[schema.CHAT_EXAMPLE],
     )
     async def post(self, request):
