@@ -196,3 +196,61 @@ def limit_body(app):
         return await app(scope, counted_receive, guarded_send)
 
     return guarded
+
+
+# What a browser page may send and read on /v1 (the SDKs' own headers included).
+_CORS_EXPOSE = (
+    b"x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+    b"x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
+    b"x-ratelimit-reset-tokens, x-llmapi-max-tokens-lowered"
+)
+_CORS_METHODS = b"GET, POST, DELETE, OPTIONS"
+_CORS_DEFAULT_HEADERS = b"authorization, x-api-key, content-type, anthropic-version"
+
+
+def cors(app):
+    """CORS for /v1: a preflight is answered here (it carries no key, so it is allowed for
+    any origin), and every answer to a request with an Origin names that origin. Whether the
+    origin may use a key is decided with the key (routing.api.base.authenticate: 403
+    origin_not_allowed unless the key's or its organization's browser origins list it). No
+    cookies are ever accepted on /v1, so no credentials are allowed."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            return await app(scope, receive, send)
+        origin = requested = None
+        method = False
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                method = True
+            elif name == b"access-control-request-headers":
+                requested = value
+        if origin is None:
+            return await app(scope, receive, send)
+        allow = [
+            (b"access-control-allow-origin", origin),
+            (b"vary", b"Origin"),
+        ]
+        if scope["method"] == "OPTIONS" and method:
+            headers = allow + [
+                (b"access-control-allow-methods", _CORS_METHODS),
+                (b"access-control-allow-headers", requested or _CORS_DEFAULT_HEADERS),
+                (b"access-control-max-age", b"600"),
+                (b"content-length", b"0"),
+            ]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def cors_send(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"vary"]
+                headers += allow + [(b"access-control-expose-headers", _CORS_EXPOSE)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return await app(scope, receive, cors_send)
+
+    return wrapped
