@@ -464,7 +464,7 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
 
 
 class AnthropicAdapter(Adapter):
-    wire = "anthropic"
+    wire = "anthropic"  # no log probabilities, one choice a call
 
     def output_cap(self, body, *, requested, endpoint_max):
         # Anthropic counts thinking inside max_tokens and wants it above the budget: the

@@ -152,6 +152,10 @@ class StreamDecoder:
 
 class Adapter:
     wire: ClassVar[str]
+    # What the wire can do beyond a plain answer (the router skips endpoints that can't):
+    # log probabilities of the output tokens, and how many choices one call returns.
+    logprobs: ClassVar[bool] = False
+    max_choices: ClassVar[int] = 1
 
     def output_cap(self, body: Mapping[str, Any], *, requested: int, endpoint_max: int) -> int:
         """The output cap this adapter sends upstream for `body` when `requested` output
