@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .schema import STOPWORDS, content_words, split_name
+from .prompt import STOPWORDS, content_words, split_name
 
 NAME_WEIGHT = 3  # a word of the tool's name
 PARAMETER_WEIGHT = 2  # a parameter's name, an enum value
