@@ -54,6 +54,7 @@ def record_cell(request):
 
     def record(client: str, feature: str, wire: str, passed: bool, detail: str = "") -> None:
         cell = {"client": client, "feature": feature, "wire": wire, "passed": bool(passed)}
+        cell["order"] = [*_place(request.node), len(request.node.user_properties)]
         if detail:
             cell["detail"] = detail[:500]
         request.node.user_properties.append((_PROPERTY, cell))
@@ -80,13 +81,27 @@ def pytest_runtest_makereport(item, call):
                     "feature": marker.kwargs.get("feature") or marker.args[-1],
                     "wire": params.get("wire", "any"),
                     "passed": report.passed,
+                    "order": [*_place(item), 0],
+                    "detail": _failure(report),
                 }
             )
     return report
 
 
+def _place(item) -> list:
+    # Where the test is defined: the matrix lists rows in this order, whichever worker ran them.
+    path, line, _ = item.location
+    return [path, line or 0]
+
+
+def _failure(report) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return crash.message[:500] if report.failed and crash is not None else ""
+
+
 def pytest_runtest_logreport(report):
-    if report.when == "call":
+    # On xdist's controller (its reports carry the worker's `node`) the workers record.
+    if report.when == "call" and not hasattr(report, "node"):
         _cells.extend(value for name, value in report.user_properties if name == _PROPERTY)
 
 

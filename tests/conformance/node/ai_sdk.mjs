@@ -1,7 +1,9 @@
 // The Vercel AI SDK (generateText, streamText, generateObject, tools) through two of its
-// providers: @ai-sdk/openai-compatible (Chat Completions) and @ai-sdk/anthropic (Messages).
+// providers: @ai-sdk/openai-compatible (Chat Completions), @ai-sdk/anthropic (Messages) and
+// @ai-sdk/openai, whose default model calls the Responses API.
 // A scenario's `package` says which.
 import { createAnthropic } from "@ai-sdk/anthropic";
+import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { generateObject, generateText, stepCountIs, streamText, tool } from "ai";
 import { z } from "zod";
@@ -13,10 +15,14 @@ const compatible = createOpenAICompatible({
 });
 
 // The model, and the call options that pin the provider: the openai-compatible provider sends
-// its provider options in the body; the Anthropic one has no such option, so its fetch adds it.
+// its provider options in the body; the others have no such option, so their fetch adds it.
 function setup({ package: pkg, model, provider }) {
   if (pkg === "openai-compatible") {
     return { model: compatible.chatModel(model), providerOptions: { llmapi: only(provider) }, maxRetries: 0 };
+  }
+  if (pkg === "openai") {
+    const openai = createOpenAI({ baseURL: BASE_URL, apiKey: KEY, fetch: fetchPinnedTo(provider) });
+    return { model: openai(model), maxRetries: 0 };
   }
   const anthropic = createAnthropic({ baseURL: BASE_URL, apiKey: KEY, fetch: fetchPinnedTo(provider) });
   return { model: anthropic(model), maxRetries: 0 };

@@ -69,4 +69,34 @@ await runAll({
     }
     throw new Error("max_tokens -1 was accepted");
   },
+  // The Responses API (run by tests/conformance/test_responses_clients.py).
+  async "responses.create"({ model, provider }) {
+    const response = await client.responses.create({
+      model, input: "Hello there", max_output_tokens: 16, ...only(provider),
+    });
+    check(response.output_text, "output_text");
+  },
+  async "responses.stream"({ model, provider }) {
+    const stream = await client.responses.create({
+      model, input: "Stream please", max_output_tokens: 16, stream: true, ...only(provider),
+    });
+    let text = "";
+    let completed;
+    for await (const event of stream) {
+      if (event.type === "response.output_text.delta") text += event.delta;
+      if (event.type === "response.completed") completed = event.response;
+    }
+    check(text && completed?.output_text === text, "streamed text is the completed text");
+  },
+  async "responses tools"({ model, provider }) {
+    const tools = [{ type: "function", ...WEATHER.function }];
+    const input = [{ role: "user", content: "What is the weather in Paris? Use get_weather." }];
+    const request = { model, max_output_tokens: 64, tools, ...only(provider) };
+    const first = await client.responses.create({ ...request, input });
+    const call = first.output.find((item) => item.type === "function_call");
+    check(call?.name === "get_weather", `output ${JSON.stringify(first.output)}`);
+    input.push(...first.output, { type: "function_call_output", call_id: call.call_id, output: "Sunny" });
+    const final = await client.responses.create({ ...request, input });
+    check(final.output_text, "a final answer");
+  },
 });
