@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Mapping
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -148,6 +149,11 @@ async def _chat(
         output = Output(json_pieces(provider.replies.popleft()), "stop", seed=chat.seed)
     else:
         output = generate(chat, output_tokens=profile.output_tokens)
+        for index in range(1, chat.choices):
+            other = generate(
+                replace(chat, seed=chat.seed + index), output_tokens=profile.output_tokens
+            )
+            output.others.append(other)
     usage = Usage(
         chat.prompt_tokens,
         cached,

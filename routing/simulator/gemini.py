@@ -27,6 +27,7 @@ from .generation import (
     ChatRequest,
     Output,
     Usage,
+    alternatives,
     count_words,
     digest,
     dumps_canonical,
@@ -173,12 +174,42 @@ def parse_chat(body: Any, request: web.Request, *, model: str, stream: bool) -> 
         json_schema=_json_schema(config),
         include_thoughts=include_thoughts,
         alt_sse=request.query.get("alt") == "sse",
+        choices=_candidate_count(config),
+        logprobs=_get(config, "responseLogprobs", "response_logprobs") is True,
+        top_logprobs=int(_get(config, "logprobs", "logprobs") or 0),
     )
     if tools or chat.json_schema is not None:  # the plain text path reads none of this
         turn = _turn(system, contents)
         chat.prompt, chat.results, chat.instructions = turn.prompt, turn.results, turn.instructions
         chat.tool = _choose_tool(body, tools, turn, chat.seed)
     return chat
+
+
+def _candidate_count(config: dict[str, Any]) -> int:
+    count = _get(config, "candidateCount", "candidate_count")
+    if count is None:
+        return 1
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 8:
+        raise BadRequest("candidate_count must be from 1 to 8", "generation_config")
+    return count
+
+
+def _logprobs_result(chat: ChatRequest, output: Output, pieces: list[str], start: int = 0):
+    chosen, tops = [], []
+    for step, piece in enumerate(pieces, start):
+        ranked = alternatives(piece, step, output.seed, max(chat.top_logprobs, 1))
+        chosen.append({"token": piece, "logProbability": ranked[0][1]})
+        tops.append(
+            {
+                "candidates": [
+                    {"token": t, "logProbability": p} for t, p in ranked[: chat.top_logprobs]
+                ]
+            }
+        )
+    result: dict[str, Any] = {"chosenCandidates": chosen}
+    if chat.top_logprobs:
+        result["topCandidates"] = tops
+    return result
 
 
 def _parts_tokens(parts: Any, where: str) -> int:
@@ -356,7 +387,7 @@ def _function_call_part(output: Output) -> dict[str, Any]:
     return part
 
 
-def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
+def _candidate(chat: ChatRequest, output: Output, index: int) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     if chat.include_thoughts and output.reasoning_tokens:
         parts.append({"text": "".join(output.thinking_pieces()), "thought": True})
@@ -364,15 +395,20 @@ def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
         parts.append(_function_call_part(output))
     else:
         parts.append({"text": output.text})
+    candidate = {
+        "content": {"parts": parts, "role": "model"},
+        "finishReason": FINISH[output.finish],
+        "index": index,
+    }
+    if chat.logprobs and not output.tool:
+        candidate["logprobsResult"] = _logprobs_result(chat, output, output.pieces)
+    return candidate
+
+
+def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
     return orjson.dumps(
         {
-            "candidates": [
-                {
-                    "content": {"parts": parts, "role": "model"},
-                    "finishReason": FINISH[output.finish],
-                    "index": 0,
-                }
-            ],
+            "candidates": [_candidate(chat, o, i) for i, o in enumerate(output.choices())],
             "usageMetadata": usage_dict(usage),
             "modelVersion": chat.model,
             "responseId": new_id("sim"),
@@ -380,7 +416,76 @@ def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
     )
 
 
+def _frames_each(chat: ChatRequest, output: Output, usage: Usage) -> Frames:
+    """Several candidates, or log probabilities: each chunk built on its own (the byte
+    templates of `frames` are for the common single plain answer)."""
+    tail = {"modelVersion": chat.model, "responseId": new_id("sim")}
+    first = True
+
+    def wrap(obj: dict) -> bytes:
+        nonlocal first
+        data = orjson.dumps(obj)
+        if chat.alt_sse:
+            return b"data: " + data + b"\r\n\r\n"
+        lead, first = (b"[" if first else b",\r\n"), False
+        return lead + data
+
+    out = Frames(hidden=sum(o.reasoning_tokens for o in output.choices()))
+    written = 0
+    for index, each in enumerate(output.choices()):
+        if each.tool:
+            written += len(each.pieces)
+            candidate = {
+                "content": {"parts": [_function_call_part(each)], "role": "model"},
+                "index": index,
+            }
+            out.add(
+                wrap(
+                    {
+                        "candidates": [candidate],
+                        "usageMetadata": usage_dict(usage, candidates=written),
+                        **tail,
+                    }
+                ),
+                max(len(each.pieces), 1),
+            )
+        for step, piece in enumerate([] if each.tool else each.pieces):
+            written += 1
+            candidate = {"content": {"parts": [{"text": piece}], "role": "model"}, "index": index}
+            if chat.logprobs:
+                candidate["logprobsResult"] = _logprobs_result(chat, each, [piece], step)
+            out.add(
+                wrap(
+                    {
+                        "candidates": [candidate],
+                        "usageMetadata": usage_dict(usage, candidates=written),
+                        **tail,
+                    }
+                ),
+                1,
+            )
+        done = {
+            "content": {"parts": [{"text": ""}], "role": "model"},
+            "finishReason": FINISH[each.finish],
+            "index": index,
+        }
+        out.end(
+            wrap(
+                {
+                    "candidates": [done],
+                    "usageMetadata": usage_dict(usage, candidates=written),
+                    **tail,
+                }
+            )
+        )
+    if not chat.alt_sse:
+        out.end(b"]")
+    return out
+
+
 def frames(chat: ChatRequest, output: Output, usage: Usage) -> Frames:
+    if output.others or chat.logprobs:
+        return _frames_each(chat, output, usage)
     suffix = (
         b"".join(
             (

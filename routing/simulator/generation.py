@@ -170,6 +170,9 @@ class ChatRequest:
     tool: ToolCall | None = None
     json_schema: Any = None  # a schema, or True for "any JSON object"
     include_usage: bool = False  # OpenAI stream_options.include_usage
+    choices: int = 1  # OpenAI n, Gemini candidateCount: each choice its own answer
+    logprobs: bool = False  # log probabilities of the answer's tokens
+    top_logprobs: int = 0  # and of this many alternatives at each step
     include_thoughts: bool = False  # Gemini thinkingConfig.includeThoughts
     alt_sse: bool = True  # Gemini streamGenerateContent: SSE, or else a streamed JSON array
     # Explicit prompt caching (Anthropic cache_control): the prompt's prefix up to the last
@@ -190,6 +193,7 @@ class Output:
     stop_sequence: str | None = None
     tool: ToolCall | None = None
     seed: int = 0
+    others: list[Output] = field(default_factory=list)  # choices after the first (n > 1)
 
     @property
     def text(self) -> str:
@@ -197,10 +201,30 @@ class Output:
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.pieces) + self.reasoning_tokens
+        """Of every choice: a provider bills them all."""
+        own = len(self.pieces) + self.reasoning_tokens
+        return own + sum(other.completion_tokens for other in self.others)
+
+    def choices(self) -> list[Output]:
+        return [self, *self.others]
 
     def thinking_pieces(self) -> list[str]:
         return words(self.seed, self.reasoning_tokens, offset=4099)
+
+
+def logprob(piece: str, step: int, seed: int) -> float:
+    """A token's log probability: made up, deterministic, in [-3, 0)."""
+    mixed = hashlib.blake2b(f"{seed}:{step}:{piece}".encode(), digest_size=4).digest()
+    return -round((int.from_bytes(mixed) % 3000 + 1) / 1000, 3)
+
+
+def alternatives(piece: str, step: int, seed: int, count: int) -> list[tuple[str, float]]:
+    """The chosen token and `count - 1` less likely others, most likely first."""
+    chosen = logprob(piece, step, seed)
+    others = words(seed ^ (step * 7919), max(count - 1, 0))
+    return [(piece, chosen)] + [
+        (f" {word}", round(chosen - 0.5 * (k + 1), 3)) for k, word in enumerate(others)
+    ]
 
 
 def generate(request: ChatRequest, *, output_tokens: int = DEFAULT_OUTPUT_TOKENS) -> Output:

@@ -25,6 +25,7 @@ from .generation import (
     ChatRequest,
     Output,
     Usage,
+    alternatives,
     count_words,
     digest,
     dumps_canonical,
@@ -154,6 +155,9 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
         include_usage=bool(
             isinstance(stream_options, dict) and stream_options.get("include_usage")
         ),
+        choices=_n(body),
+        logprobs=body.get("logprobs") is True,
+        top_logprobs=_top_logprobs(body),
     )
     chat.json_schema = _response_format(body.get("response_format"))
     if tools or chat.json_schema is not None:  # the plain text path reads none of this
@@ -161,6 +165,47 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
         chat.prompt, chat.results, chat.instructions = turn.prompt, turn.results, turn.instructions
         chat.tool = _choose_tool(body.get("tool_choice"), tools, turn, chat.seed)
     return chat
+
+
+def _n(body: dict[str, Any]) -> int:
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise BadRequest("Invalid 'n': integer below minimum value (1) or above 128.", "n")
+    return n
+
+
+def _top_logprobs(body: dict[str, Any]) -> int:
+    top = body.get("top_logprobs")
+    if top is None:
+        return 0
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+        raise BadRequest("Invalid 'top_logprobs': an integer from 0 to 20.", "top_logprobs")
+    if body.get("logprobs") is not True:
+        raise BadRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs")
+    return top
+
+
+def _logprobs(chat: ChatRequest, output: Output, pieces: list[str], start: int = 0):
+    """OpenAI's logprobs object for `pieces` (the answer's tokens from `start`)."""
+    if not chat.logprobs:
+        return None
+    content = []
+    for step, piece in enumerate(pieces, start):
+        ranked = alternatives(piece, step, output.seed, max(chat.top_logprobs, 1))
+        content.append(
+            {
+                "token": piece,
+                "logprob": ranked[0][1],
+                "bytes": list(piece.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": p, "bytes": list(t.encode())}
+                    for t, p in ranked[: chat.top_logprobs]
+                ],
+            }
+        )
+    return {"content": content, "refusal": None}
 
 
 def _content_tokens(content: Any, index: int) -> int:
@@ -349,7 +394,7 @@ def _tool_call_dict(output: Output) -> dict[str, Any]:
     }
 
 
-def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
+def _choice(chat: ChatRequest, output: Output, index: int) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": None if output.tool else output.text,
@@ -358,20 +403,22 @@ def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
     }
     if output.tool:
         message["tool_calls"] = [_tool_call_dict(output)]
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": None if output.tool else _logprobs(chat, output, output.pieces),
+        "finish_reason": FINISH[output.finish],
+    }
+
+
+def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
     return orjson.dumps(
         {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": chat.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": FINISH[output.finish],
-                }
-            ],
+            "choices": [_choice(chat, o, i) for i, o in enumerate(output.choices())],
             "usage": usage_dict(usage),
             "service_tier": "default",
             "system_fingerprint": "fp_simulated",
@@ -379,7 +426,67 @@ def render(chat: ChatRequest, output: Output, usage: Usage) -> bytes:
     )
 
 
+def _frames_each(chat: ChatRequest, output: Output, usage: Usage) -> Frames:
+    """Several choices, or log probabilities: each token's chunk built on its own (the byte
+    templates of `frames` are for the common single plain answer)."""
+    base = {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": chat.model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_simulated",
+    }
+
+    def chunk(index: int, delta: dict, finish: str | None = None, logprobs=None) -> bytes:
+        body = {
+            **base,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            ],
+        }
+        if chat.include_usage:
+            body["usage"] = None
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    out = Frames(hidden=sum(o.reasoning_tokens for o in output.choices()))
+    for index, each in enumerate(output.choices()):
+        if each.tool:
+            call = _tool_call_dict(each)
+            arguments, call["function"]["arguments"] = call["function"]["arguments"], ""
+            out.add(
+                chunk(
+                    index,
+                    {"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]},
+                )
+            )
+            out.extend(
+                [
+                    chunk(index, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                    for piece in each.pieces
+                ]
+            )
+            del arguments
+        else:
+            out.add(chunk(index, {"role": "assistant", "content": "", "refusal": None}))
+            out.extend(
+                [
+                    chunk(index, {"content": piece}, logprobs=_logprobs(chat, each, [piece], step))
+                    for step, piece in enumerate(each.pieces)
+                ]
+            )
+        out.end(chunk(index, {}, FINISH[each.finish]))
+    if chat.include_usage:
+        out.end(
+            b"data: " + orjson.dumps({**base, "choices": [], "usage": usage_dict(usage)}) + b"\n\n"
+        )
+    out.end(b"data: [DONE]\n\n")
+    return out
+
+
 def frames(chat: ChatRequest, output: Output, usage: Usage) -> Frames:
+    if output.others or chat.logprobs:
+        return _frames_each(chat, output, usage)
     # Every chunk shares its prefix; only the delta differs. Built from byte templates
     # because a 32-token stream would otherwise serialize 35 near-identical dicts.
     prefix = b"".join(

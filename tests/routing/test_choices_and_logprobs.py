@@ -82,3 +82,83 @@ def test_what_is_held_covers_every_choice(gateway, alice, sim):
     cap_one = int(one.headers["x-llmapi-max-tokens-lowered"])
     cap_four = int(four.headers["x-llmapi-max-tokens-lowered"])
     assert cap_one // 5 <= cap_four <= cap_one // 3
+
+
+WIRES = {"openai": ("openai/gpt-4.1-mini", "openai"), "gemini": (HERO, "google-ai-studio")}
+
+
+@pytest.mark.parametrize("wire", sorted(WIRES))
+def test_n_choices_are_served_and_billed_for_all(openai_client, generation_events, wire):
+    model, provider = WIRES[wire]
+    one = openai_client.chat.completions.create(
+        model=model, messages=HELLO, max_tokens=6, extra_body={"provider": {"only": [provider]}}
+    )
+    three = openai_client.chat.completions.create(
+        model=model,
+        messages=HELLO,
+        max_tokens=6,
+        n=3,
+        extra_body={"provider": {"only": [provider]}},
+    )
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert len({c.message.content for c in three.choices}) == 3  # three answers
+    assert three.usage.completion_tokens == 3 * one.usage.completion_tokens
+    assert three.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt, once
+    costs = {e.generation_id: e.cost_nanousd for e in generation_events}
+    assert costs[three.id] > costs[one.id]
+
+    stream = openai_client.chat.completions.create(
+        model=model,
+        messages=HELLO,
+        max_tokens=6,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"provider": {"only": [provider]}},
+    )
+    texts: dict[int, str] = {}
+    finished = set()
+    usage = None
+    for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finished.add(choice.index)
+        usage = chunk.usage or usage
+    assert set(texts) == finished == {0, 1} and all(texts.values())
+    assert usage.completion_tokens == 2 * one.usage.completion_tokens
+
+
+@pytest.mark.parametrize("wire", sorted(WIRES))
+def test_logprobs_come_back_in_openais_shape(openai_client, wire):
+    model, provider = WIRES[wire]
+    reply = openai_client.chat.completions.create(
+        model=model,
+        messages=HELLO,
+        max_tokens=6,
+        logprobs=True,
+        top_logprobs=2,
+        extra_body={"provider": {"only": [provider]}},
+    )
+    choice = reply.choices[0]
+    tokens = choice.logprobs.content
+    assert "".join(t.token for t in tokens) == choice.message.content
+    assert all(t.logprob < 0 and len(t.top_logprobs) == 2 for t in tokens)
+    assert all(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob for t in tokens)
+
+    stream = openai_client.chat.completions.create(
+        model=model,
+        messages=HELLO,
+        max_tokens=6,
+        logprobs=True,
+        stream=True,
+        extra_body={"provider": {"only": [provider]}},
+    )
+    streamed = [
+        token
+        for chunk in stream
+        for c in chunk.choices
+        if c.logprobs and c.logprobs.content
+        for token in c.logprobs.content
+    ]
+    assert len(streamed) == 6 and all(t.logprob < 0 for t in streamed)
