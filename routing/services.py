@@ -1,17 +1,20 @@
-"""Writes to the routing app: the catalog."""
+"""Writes to the routing app: the catalog, stored responses."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider
+from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider, StoredResponse
 from routing.snapshot import CATALOG_VERSION_CACHE_KEY, MEASURED_HEALTH_CACHE_KEY
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "catalog.json"
@@ -134,3 +137,47 @@ def endpoint_health_publish(*, figures: dict[str, dict[str, Any]]) -> None:
 
     cache.set(MEASURED_HEALTH_CACHE_KEY, figures, 3600)
     health_book.set_measured(figures)
+
+
+@transaction.atomic
+def stored_response_create(
+    *,
+    response_id: str,
+    organization_id: uuid.UUID | str,
+    key_id: uuid.UUID | str,
+    response: str,
+    conversation: list[dict[str, Any]],
+    input_items: list[dict[str, Any]],
+) -> StoredResponse:
+    """Keep a /v1/responses answer (`response`: its JSON text) for retrieval and for
+    `previous_response_id`."""
+    return StoredResponse.objects.create(
+        id=response_id,
+        organization_id=organization_id,
+        key_id=key_id,
+        response=response,
+        conversation=conversation,
+        input_items=input_items,
+    )
+
+
+@transaction.atomic
+def stored_response_delete(*, stored: StoredResponse) -> None:
+    stored.delete()
+
+
+def stored_responses_purge(*, now=None) -> int:
+    """Stored responses past RESPONSES_RETENTION_DAYS go, RESPONSES_PURGE_BATCH at a time (at
+    most RESPONSES_PURGE_MAX_BATCHES per run, so a backlog never holds a long lock)."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.RESPONSES_RETENTION_DAYS)
+    purged = 0
+    for _ in range(settings.RESPONSES_PURGE_MAX_BATCHES):
+        ids = list(
+            StoredResponse.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[
+                : settings.RESPONSES_PURGE_BATCH
+            ]
+        )
+        if not ids:
+            break
+        purged += StoredResponse.objects.filter(pk__in=ids).delete()[0]
+    return purged

@@ -2,10 +2,17 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing.api import batches, tasks, views
+from routing.api import batches, responses, tasks, views
 
 urlpatterns = [
     path("chat/completions", views.ChatCompletionsApi.as_view(), name="v1_chat_completions"),
+    path("responses", responses.ResponsesApi.as_view(), name="v1_responses"),
+    path("responses/<str:response_id>", responses.ResponseDetailApi.as_view(), name="v1_response"),
+    path(
+        "responses/<str:response_id>/input_items",
+        responses.ResponseInputItemsApi.as_view(),
+        name="v1_response_input_items",
+    ),
     path("embeddings", views.EmbeddingsApi.as_view(), name="v1_embeddings"),
     path("models", views.ModelListApi.as_view(), name="v1_models"),
     path("models/<path:model_id>", views.ModelDetailApi.as_view(), name="v1_model"),

@@ -17,7 +17,8 @@ Translation notes:
   turn gets the placeholder Google documents for histories it didn't produce.
 - reasoning_effort → `thinkingConfig.thinkingLevel` (Gemini 3); "none" becomes "minimal",
   Gemini 3 can't switch thinking off.
-- Thought parts (`thought: true`) never reach content; they come back as `reasoning`.
+- Thought parts (`thought: true`) never reach content; they come back as `reasoning` (asked for
+  with `include_reasoning: true`, OpenRouter's flag, beside a reasoning_effort).
 - Tool call ids are generated ("call_" + 24 hex) unless Gemini gave one.
 """
 
@@ -246,6 +247,8 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
     level = THINKING_LEVELS.get(body.get("reasoning_effort") or "")
     if level:
         config["thinkingConfig"] = {"thinkingLevel": level}
+        if body.get("include_reasoning"):  # OpenRouter's flag: the thoughts' text comes back
+            config["thinkingConfig"]["includeThoughts"] = True
     return config
 
 
