@@ -3,7 +3,6 @@ through routing.wires.responses; stored responses can be retrieved, deleted and 
 
 from __future__ import annotations
 
-import logging
 from contextlib import aclosing
 from typing import Any
 
@@ -17,16 +16,16 @@ from routing.api import schema
 from routing.api.base import GatewayApiView, authenticate, read_json
 from routing.api.views import json_response
 from routing.errors import GatewayError, bad_request
+from routing.response_store import response_writer
 from routing.validation import parse_chat
 from routing.wires import responses as wire
-
-logger = logging.getLogger(__name__)
 
 
 async def _history(key, request: wire.ResponsesRequest) -> list[dict[str, Any]] | None:
     """The stored conversation `previous_response_id` continues (one query, only then)."""
     if request.previous_response_id is None:
         return None
+    await response_writer.written(request.previous_response_id)
     stored = await run_db(
         lambda: selectors.stored_response_get(
             organization_id=key.organization_id,
@@ -37,30 +36,26 @@ async def _history(key, request: wire.ResponsesRequest) -> list[dict[str, Any]] 
     return stored.conversation
 
 
-async def _store(
+def _store(
     key,
     request: wire.ResponsesRequest,
     history: list[dict[str, Any]] | None,
     response: dict[str, Any],
     turn: dict[str, Any],
+    text: bytes | None = None,
 ) -> None:
-    """Keep the answer; it is already served and billed, so a failed write is logged, never
-    the request's failure."""
-    try:
-        text = orjson.dumps(response).decode()
-        conversation = [*(history or ()), *request.messages, turn]
-        await run_db(
-            lambda: services.stored_response_create(
-                response_id=response["id"],
-                organization_id=key.organization_id,
-                key_id=key.key_id,
-                response=text,
-                conversation=conversation,
-                input_items=request.items,
-            )
-        )
-    except Exception:
-        logger.exception("could not store the response %s", response.get("id"))
+    """Keep the answer (`text`: its JSON, when already written), behind it
+    (routing.response_store)."""
+    response_writer.add(
+        {
+            "response_id": response["id"],
+            "organization_id": key.organization_id,
+            "key_id": key.key_id,
+            "response": (text or orjson.dumps(response)).decode(),
+            "conversation": [*(history or ()), *request.messages, turn],
+            "input_items": request.items,
+        }
+    )
 
 
 async def _events(key, request, history, admission, chat, result):
@@ -72,22 +67,21 @@ async def _events(key, request, history, admission, chat, result):
         provider=result.endpoint.provider,
         simulated=result.endpoint.simulated,
     )
-    for event in stream.start():
-        yield event
+    # The events of one chat chunk go out in one write, as the chunk would have.
+    yield b"".join(stream.start())
     # Closed with this generator: a client that leaves ends (and bills) the chat stream at once.
     async with aclosing(gateway.stream_events(admission, chat, result)) as chunks:
         async for data in chunks:
+            events = []
             for payload in wire.sse_frames(data):
-                if payload == b"[DONE]":
-                    continue
-                for event in stream.chunk(orjson.loads(payload)):
-                    yield event
+                if payload != b"[DONE]":
+                    events += stream.chunk(orjson.loads(payload))
+            if events:
+                yield b"".join(events)
     closing = stream.finish()
-    for event in closing[:-1]:
-        yield event
-    if request.store:  # before the terminal event: a client that has it can retrieve it
-        await _store(key, request, history, stream.final, stream.turn)
-    yield closing[-1]
+    if request.store:
+        _store(key, request, history, stream.final, stream.turn)
+    yield b"".join(closing)
 
 
 class ResponsesApi(GatewayApiView):
@@ -113,9 +107,13 @@ class ResponsesApi(GatewayApiView):
         if not asked.stream:
             answer = await gateway.complete(admission, chat)
             response, turn = wire.response_from_chat(asked, answer)
+            text = orjson.dumps(response)
             if asked.store:
-                await _store(key, asked, history, response, turn)
-            return json_response(response, headers=admission.headers)
+                _store(key, asked, history, response, turn, text)
+            answered = HttpResponse(text, content_type="application/json")
+            for name, value in admission.headers.items():
+                answered[name] = value
+            return answered
         result = await gateway.open_stream(admission, chat)
         streamed = StreamingHttpResponse(
             _events(key, asked, history, admission, chat, result),
@@ -142,6 +140,7 @@ class ResponseDetailApi(GatewayApiView):
     )
     async def get(self, request, response_id: str):
         key = await authenticate(request)
+        await response_writer.written(response_id)
         stored = await run_db(
             lambda: selectors.stored_response_get(
                 organization_id=key.organization_id, response_id=response_id
@@ -156,6 +155,7 @@ class ResponseDetailApi(GatewayApiView):
     )
     async def delete(self, request, response_id: str):
         key = await authenticate(request)
+        await response_writer.written(response_id)
 
         def delete():
             stored = selectors.stored_response_get(
@@ -195,6 +195,7 @@ class ResponseInputItemsApi(GatewayApiView):
         if not raw.isdigit() or not 1 <= int(raw) <= 100:
             raise bad_request("'limit' must be between 1 and 100.", param="limit")
         limit = int(raw)
+        await response_writer.written(response_id)
         stored = await run_db(
             lambda: selectors.stored_response_get(
                 organization_id=key.organization_id, response_id=response_id

@@ -608,6 +608,8 @@ def response_from_chat(
 def sse_frames(data: bytes) -> list[bytes]:
     """The `data:` payloads of SSE bytes from the chat stream (one frame per yield there,
     but nothing here relies on it)."""
+    if data.startswith(b"data: ") and data.find(b"\n", 6) == len(data) - 2:
+        return [data[6:-2]]  # one frame, as the chat stream writes them
     payloads = []
     for frame in data.split(b"\n\n"):
         for line in frame.split(b"\n"):
@@ -797,13 +799,16 @@ class ResponseStream:
 
     def chunk(self, chunk: dict[str, Any]) -> list[bytes]:
         events: list[bytes] = []
-        if chunk.get("usage"):
+        if "usage" in chunk and chunk["usage"]:
             self.usage = usage_of(chunk["usage"])
-        if chunk.get("error"):
+        if "error" in chunk and chunk["error"]:
             self.error = chunk["error"]
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+            if "reasoning" in delta or "reasoning_content" in delta:
+                reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+            else:
+                reasoning = None
             if isinstance(reasoning, str) and reasoning:
                 opened, events_ = self._open_text("reasoning")
                 events += events_
@@ -833,8 +838,9 @@ class ResponseStream:
                         logprobs=[],
                     )
                 )
-            for call in delta.get("tool_calls") or ():
-                events += self._call_delta(call)
+            if "tool_calls" in delta:
+                for call in delta["tool_calls"] or ():
+                    events += self._call_delta(call)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return events
