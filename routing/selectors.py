@@ -164,9 +164,10 @@ def stored_response_get(
         else None
     )
     if found is None:
+        what = "Previous response" if param == "previous_response_id" else "Response"
         raise GatewayError(
             404,
-            f"Response with id '{response_id}' not found.",
+            f"{what} with id '{response_id}' not found.",
             code="not_found",
             param=param,
         )

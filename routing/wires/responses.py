@@ -587,6 +587,8 @@ def response_from_chat(
         output.append(item)
     for n, call in enumerate(message.get("tool_calls") or ()):
         output.append(_call_item(response_id, n, call, "completed"))
+    if not any(item["type"] != "reasoning" for item in output):  # an empty answer is a message
+        output.append(_message_item(response_id, "", item_status))
     response = response_json(
         request,
         response_id=response_id,

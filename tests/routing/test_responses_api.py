@@ -538,3 +538,34 @@ def test_input_items_are_listed_newest_first_by_default(openai_client):
     assert page.has_more is True
     rest = openai_client.responses.input_items.list(created.id, order="asc", after=page.data[-1].id)
     assert [i.content[0].text for i in rest.data] == ["Three"]
+
+
+# Hot path ------------------------------------------------------------------------------------
+
+
+def _post(client, secret: str, body: dict):
+    return client.post(
+        "/v1/responses",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+
+
+def test_the_warm_path_costs_no_query_and_a_continuation_one(
+    gateway, client, django_assert_num_queries
+):
+    """On a warm key, a response that isn't stored costs no query, and continuing a stored one
+    costs its one lookup (its own write goes behind the answer)."""
+    _, secret = gateway
+    first = _post(client, secret, {"model": HERO, "input": "Hi", "max_output_tokens": 4})
+    assert first.status_code == 200, first.content
+    from routing.response_store import response_writer
+
+    assert response_writer.drain()
+    body = {"model": HERO, "input": "Hi", "max_output_tokens": 4, "store": False}
+    with django_assert_num_queries(0):
+        assert _post(client, secret, body).status_code == 200
+    body["previous_response_id"] = first.json()["id"]
+    with django_assert_num_queries(1):
+        assert _post(client, secret, body).status_code == 200
