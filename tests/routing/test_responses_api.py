@@ -569,3 +569,28 @@ def test_the_warm_path_costs_no_query_and_a_continuation_one(
     body["previous_response_id"] = first.json()["id"]
     with django_assert_num_queries(1):
         assert _post(client, secret, body).status_code == 200
+
+
+def test_a_client_leaving_midstream_is_billed_what_was_generated(gateway, sim, generation_events):
+    import time
+
+    base_url, secret = gateway
+    sim.set("google-ai-studio", output_tokens=60, tokens_per_second=100)
+    with httpx.stream(
+        "POST",
+        f"{base_url}/responses",
+        json={"model": HERO, "input": "Long", "max_output_tokens": 60, "stream": True},
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as answer:
+        for line in answer.iter_lines():
+            if line.startswith("data: ") and "output_text.delta" in line:
+                response_id = json.loads(line.removeprefix("data: "))["item_id"]
+                break
+    generation = "gen-" + response_id.removeprefix("msg_")
+    deadline = time.monotonic() + 10
+    while not generation_events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [event] = generation_events
+    assert event.generation_id == generation
+    assert event.error == "client_disconnected"
+    assert event.usage.completion_tokens == 60  # read to its end upstream, and billed
