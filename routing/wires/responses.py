@@ -777,6 +777,8 @@ class ResponseStream:
         else:
             item["arguments"] = text
             item["status"] = status
+            if opened.call is not None:
+                opened.call["function"]["arguments"] = text
             events.append(
                 self._event(
                     "response.function_call_arguments.done",
@@ -829,7 +831,6 @@ class ResponseStream:
                 opened, events_ = self._open_text("message")
                 events += events_
                 opened.text.append(content)
-                self.turn["content"] = (self.turn["content"] or "") + content
                 events.append(
                     self._event(
                         "response.output_text.delta",
@@ -872,7 +873,6 @@ class ResponseStream:
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             opened.text.append(arguments)
-            opened.call["function"]["arguments"] += arguments
             events.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -883,11 +883,24 @@ class ResponseStream:
             )
         return events
 
+    def _end_turn(self) -> None:
+        """The answer's text into the turn kept for the conversation (joined once, at the end:
+        a long answer's deltas are many)."""
+        text = "".join(
+            part["text"]
+            for item in self.output
+            if item["type"] == "message"
+            for part in item["content"]
+            if part["type"] == "output_text"
+        )
+        self.turn["content"] = text if text or not self.turn.get("tool_calls") else None
+
     def finish(self) -> list[bytes]:
         """The closing events: open items done, then response.completed (or .incomplete, or
         an `error` event and response.failed when the provider's stream failed)."""
         if self.error is not None or self.finish_reason == "error":
             events = self._close_all("incomplete")
+            self._end_turn()
             error = self.error or {}
             message = error.get("message") or "The provider's stream failed."
             events.append(self._event("error", code=error.get("code"), message=message, param=None))
@@ -903,6 +916,7 @@ class ResponseStream:
         if not self.output:  # an empty answer is still a message
             opened, opening = self._open_text("message")
             events += opening + self._close_all("completed")
+        self._end_turn()
         self.final = self._response(status, usage=self.usage, incomplete_details=incomplete)
         kind = "response.completed" if status == "completed" else "response.incomplete"
         events.append(self._event(kind, response=self.final))
