@@ -399,6 +399,11 @@ def test_built_in_tools_are_refused(openai_client, sim):
     error = _error(excinfo)
     assert error["param"] == "tools[0].type"
     assert "web_search" in error["message"]
+    with pytest.raises(openai.BadRequestError):  # a stream is refused before it starts too
+        with openai_client.responses.stream(
+            model=HERO, input="Search", tools=[{"type": "file_search", "vector_store_ids": ["v"]}]
+        ) as stream:
+            list(stream)
     assert sim.stats("google-ai-studio")["requests"] == 0
 
 
@@ -445,6 +450,9 @@ def test_upstream_failure_before_streaming_is_502(openai_client, sim):
         openai_client.responses.create(model=HERO, input="hi")
     assert excinfo.value.status_code == 502
     assert _error(excinfo)["code"] == "upstream_error"
+    with pytest.raises(openai.InternalServerError) as excinfo:
+        openai_client.responses.create(model=HERO, input="hi", stream=True)
+    assert excinfo.value.status_code == 502
 
 
 # Billing -------------------------------------------------------------------------------------
