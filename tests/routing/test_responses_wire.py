@@ -446,3 +446,31 @@ def test_an_empty_answer_is_an_empty_message():
     parsed = _as_sdk(response)
     assert [item.type for item in parsed.output] == ["message"]
     assert parsed.output_text == ""
+
+
+def test_parallel_calls_in_one_chunk_are_two_items():
+    def call(n: int, city: str) -> dict:
+        return {
+            "index": n,
+            "id": f"call_{n}",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": f'{{"city": "{city}"}}'},
+        }
+
+    events, stream = _run(
+        [
+            _chunk({"tool_calls": [call(0, "Paris"), call(1, "Oslo")]}),
+            _chunk({}, "tool_calls"),
+            _chunk(None, usage=USAGE),
+        ]
+    )
+    final = events[-1].response
+    assert [(i.id, i.call_id, i.arguments) for i in final.output] == [
+        ("fc_abc123_0", "call_0", '{"city": "Paris"}'),
+        ("fc_abc123_1", "call_1", '{"city": "Oslo"}'),
+    ]
+    added = [e.output_index for e in events if e.type == "response.output_item.added"]
+    done = [e.output_index for e in events if e.type == "response.output_item.done"]
+    assert added == done == [0, 1]
+    assert stream.turn["content"] is None
+    assert [c["id"] for c in stream.turn["tool_calls"]] == ["call_0", "call_1"]
