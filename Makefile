@@ -39,8 +39,12 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
+# A full run (no PYTEST_ARGS) also rewrites docs/compatibility.md from the conformance suite's
+# results, passed or failed.
 test: setup browser
-	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); status=$$?; \
+	  if [ -z "$(PYTEST_ARGS)" ]; then $(PY) scripts/compatibility_matrix.py || status=1; fi; \
+	  exit $$status
 
 # The chaos suite alone (tests/chaos, also part of `make test` on PostgreSQL + Redis): faults of
 # the platform's own parts under load, one after the other; figures in var/chaos/results.md.

@@ -58,6 +58,8 @@ class AuthenticatedKey:
     allowed_models: tuple[str, ...]
     org_rpm_limit: int | None = None
     org_tpm_limit: int | None = None
+    # Browser origins allowed to use the key (CORS): its own list, else its organization's.
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: dict) -> AuthenticatedKey:
@@ -74,6 +76,9 @@ class AuthenticatedKey:
             allowed_models=tuple(row["allowed_models"] or ()),
             org_rpm_limit=row["organization__rpm_limit"],
             org_tpm_limit=row["organization__tpm_limit"],
+            allowed_origins=tuple(
+                row.get("allowed_origins") or row.get("organization__allowed_origins") or ()
+            ),
         )
 
     @classmethod
@@ -81,10 +86,14 @@ class AuthenticatedKey:
         row = {f: getattr(key, f) for f in _FIELDS if "__" not in f}
         row["organization__rpm_limit"] = key.organization.rpm_limit
         row["organization__tpm_limit"] = key.organization.tpm_limit
+        row["organization__allowed_origins"] = key.organization.allowed_origins
         return cls.from_row(row)
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
+
+    def allows_origin(self, origin: str) -> bool:
+        return "*" in self.allowed_origins or origin in self.allowed_origins
 
 
 _FIELDS = (
@@ -100,6 +109,8 @@ _FIELDS = (
     "allowed_models",
     "organization__rpm_limit",
     "organization__tpm_limit",
+    "allowed_origins",
+    "organization__allowed_origins",
 )
 
 

@@ -10,8 +10,22 @@ from accounts.models import APIKey, Role
 NANO_PER_USD = 1_000_000_000
 
 
+def split_origins(text: str | None) -> list[str]:
+    return [o for o in (text or "").replace(",", " ").split() if o]
+
+
 class OrganizationForm(forms.Form):
     name = forms.CharField(max_length=100)
+
+
+class AllowedOriginsForm(forms.Form):
+    allowed_origins = forms.CharField(
+        required=False,
+        label="Browser origins",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Web pages that may call the API with this organization's keys from a "
+        "browser (CORS), one per line: https://app.example.com, or * for any. Empty: none.",
+    )
 
 
 class APIKeyCreateForm(forms.Form):
@@ -37,6 +51,12 @@ class APIKeyCreateForm(forms.Form):
         required=False,
         help_text="Comma-separated model ids. Empty allows every model.",
     )
+    allowed_origins = forms.CharField(
+        required=False,
+        label="Browser origins",
+        help_text="Web pages that may call the API with this key from a browser (CORS), "
+        "comma-separated: https://app.example.com, or * for any. Empty: the organization's.",
+    )
 
     def clean_expires_at(self):
         value = self.cleaned_data.get("expires_at")
@@ -56,6 +76,7 @@ class APIKeyCreateForm(forms.Form):
             "rpm_limit": data.get("rpm_limit"),
             "tpm_limit": data.get("tpm_limit"),
             "allowed_models": models,
+            "allowed_origins": split_origins(data.get("allowed_origins")),
         }
 
 

@@ -62,6 +62,9 @@ class Organization(models.Model):
     # Organization-wide gateway rate limits (every key together); None means no limit.
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    # Web origins whose pages may call the API from a browser with this organization's keys
+    # (CORS): "https://app.example.com", or "*" for any. A key's own list replaces it.
+    allowed_origins = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -160,6 +163,7 @@ class AuditLog(models.Model):
         ORG_CREATED = "org.created", "Organization created"
         ORG_RENAMED = "org.renamed", "Organization renamed"
         ORG_LIMITS_CHANGED = "org.limits_changed", "Organization rate limits changed"
+        ORG_ORIGINS_CHANGED = "org.origins_changed", "Browser origins changed"
         ROUTING_POLICY_CHANGED = "org.routing_changed", "Default routing changed"
         MEMBER_JOINED = "member.joined", "Member joined"
         MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
@@ -234,6 +238,8 @@ class APIKey(models.Model):
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     # An empty list allows every model in the catalog.
     allowed_models = models.JSONField(default=list, blank=True)
+    # Browser origins (CORS) for this key; empty: the organization's list.
+    allowed_origins = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

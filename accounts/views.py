@@ -19,11 +19,13 @@ from accounts.access import CURRENT_ORG_SESSION_KEY, can, org_view
 from accounts.exceptions import AccountsError
 from accounts.forms import (
     NANO_PER_USD,
+    AllowedOriginsForm,
     APIKeyCreateForm,
     InvitationForm,
     KeysHandOverForm,
     OrganizationForm,
     RoleForm,
+    split_origins,
 )
 from accounts.models import Organization, Role
 from accounts.permissions import Perm, role_can
@@ -89,8 +91,31 @@ def _created_message(org: Organization) -> str:
 
 @org_view(Perm.VIEW)
 def organization_settings(request: HttpRequest) -> HttpResponse:
-    form = OrganizationForm(request.POST or None, initial={"name": request.org.name})
-    if request.method == "POST":
+    saving_origins = request.method == "POST" and request.POST.get("action") == "origins"
+    form = OrganizationForm(
+        request.POST if request.method == "POST" and not saving_origins else None,
+        initial={"name": request.org.name},
+    )
+    origins_form = AllowedOriginsForm(
+        request.POST if saving_origins else None,
+        initial={"allowed_origins": "\n".join(request.org.allowed_origins or [])},
+    )
+    if saving_origins:
+        if not can(request, Perm.MANAGE_ORG):
+            raise PermissionDenied
+        if origins_form.is_valid():
+            try:
+                services.organization_set_allowed_origins(
+                    organization=request.org,
+                    actor=request.user,
+                    origins=split_origins(origins_form.cleaned_data["allowed_origins"]),
+                )
+            except AccountsError as error:
+                origins_form.add_error("allowed_origins", error.message)
+            else:
+                messages.success(request, "Browser origins saved.")
+                return redirect("org_settings", org_id=request.org.id)
+    elif request.method == "POST":
         if not can(request, Perm.MANAGE_ORG):
             raise PermissionDenied
         if form.is_valid():
@@ -102,7 +127,12 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/organization_settings.html",
-        {"form": form, "active_nav": "settings", "can_manage": can(request, Perm.MANAGE_ORG)},
+        {
+            "form": form,
+            "origins_form": origins_form,
+            "active_nav": "settings",
+            "can_manage": can(request, Perm.MANAGE_ORG),
+        },
     )
 
 

@@ -295,6 +295,23 @@ def openai_bodies(model: str) -> tuple[dict, dict]:
     return ns, st
 
 
+def messages_bodies(model: str) -> tuple[dict, dict]:
+    """Anthropic's Messages API (/v1/messages) for the same prompt."""
+    ns = {"model": model, "messages": PROMPT, "max_tokens": MAX_TOKENS}
+    return ns, {**ns, "stream": True}
+
+
+def responses_bodies(model: str) -> tuple[dict, dict]:
+    """OpenAI's Responses API (/v1/responses) for the same prompt (nothing stored)."""
+    ns = {
+        "model": model,
+        "input": PROMPT[0]["content"],
+        "max_output_tokens": MAX_TOKENS,
+        "store": False,
+    }
+    return ns, {**ns, "stream": True}
+
+
 def gemini_bodies() -> tuple[dict, dict]:
     body = {
         "contents": [{"role": "user", "parts": [{"text": PROMPT[0]["content"]}]}],
@@ -478,6 +495,43 @@ def verdicts(cells: list[dict], ours: str, theirs: str, label: str) -> list[dict
     return out
 
 
+WIRE_OVERHEAD_X = 1.10  # the other client wires' gateway CPU per request, vs chat's
+
+
+def wire_verdicts(cells: list[dict], ours: str, chat: str, label: str) -> list[dict]:
+    """A client wire's overhead against chat completions on the same model and route: the
+    gateway's CPU per request at c=16 within 10%, and the best throughput within 10%."""
+    out = []
+    for mode in ("non-stream", "stream"):
+        mine = {c["concurrency"]: c for c in cells if c["target"] == ours and c["mode"] == mode}
+        base = {c["concurrency"]: c for c in cells if c["target"] == chat and c["mode"] == mode}
+        level = 16 if 16 in mine and 16 in base else next(iter(set(mine) & set(base)), None)
+        if level is None:
+            continue
+        cpu, cpu_base = mine[level]["cpu_ms_per_req"], base[level]["cpu_ms_per_req"]
+        out.append(
+            {
+                "target": f"{label} {mode}: gateway CPU/request <= {WIRE_OVERHEAD_X:.2f}x chat's",
+                "measured": f"{cpu:.3f} vs {cpu_base:.3f} ms at c={level} = {cpu / cpu_base:.2f}x"
+                if cpu_base
+                else "not comparable",
+                "pass": bool(cpu_base) and cpu <= WIRE_OVERHEAD_X * cpu_base,
+            }
+        )
+        best = max(c["rps"] for c in mine.values())
+        best_base = max(c["rps"] for c in base.values())
+        errors = sum(c["errors"] for c in mine.values())
+        out.append(
+            {
+                "target": f"{label} {mode}: max throughput >= {1 / WIRE_OVERHEAD_X:.0%} of chat's,"
+                " no errors",
+                "measured": f"{best:,.0f} vs {best_base:,.0f} req/s, {errors} errors",
+                "pass": errors == 0 and best_base > 0 and best * WIRE_OVERHEAD_X >= best_base,
+            }
+        )
+    return out
+
+
 def verdict_table(rows: list[dict]) -> str:
     lines = ["| target | measured | result |", "|---|---|---|"]
     for v in rows:
@@ -573,8 +627,11 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--targets",
-        default="direct,gateway,litellm,direct_gemini,gateway_hero",
-        help="any of direct,gateway,litellm,direct_gemini,gateway_hero",
+        default=(
+            "direct,gateway,litellm,direct_gemini,gateway_hero,gateway_messages,gateway_responses"
+        ),
+        help="any of direct,gateway,litellm,direct_gemini,gateway_hero,gateway_messages,"
+        "gateway_responses",
     )
     p.add_argument("--modes", default="non-stream,stream")
     p.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432")
@@ -703,7 +760,7 @@ def main(argv=None) -> int:
             core=LOAD_CORE,
         )
 
-        if {"gateway", "gateway_hero"} & set(wanted):
+        if {"gateway", "gateway_hero", "gateway_messages", "gateway_responses"} & set(wanted):
             gw_log = logs / "gateway.log"
             gw = procs.start(
                 "gateway",
@@ -756,6 +813,24 @@ def main(argv=None) -> int:
                 baseline="direct_gemini",
             )
 
+            # The other two client wires, same hero model and route: their overhead over the
+            # chat completions row is the translation to and from the client's format.
+            for slug, path, label, bodies in (
+                ("gateway_messages", "messages", "Anthropic Messages API", messages_bodies),
+                ("gateway_responses", "responses", "OpenAI Responses API", responses_bodies),
+            ):
+                wns, wst = bodies("google/gemini-3.1-flash-lite")
+                targets[slug] = Target(
+                    f"LLM API hero via {label} (/v1/{path})",
+                    slug,
+                    f"http://127.0.0.1:{gw_port}/v1/{path}",
+                    [f"authorization: Bearer {key}"],
+                    wns,
+                    wst,
+                    [gw.pid],
+                    baseline="direct_gemini",
+                )
+
         if "litellm" in wanted:
             ll_log = logs / "litellm.log"
             master = "sk-bench-" + secrets.token_hex(16)
@@ -805,11 +880,21 @@ def main(argv=None) -> int:
 
         order = [
             t
-            for t in ("direct", "gateway", "litellm", "direct_gemini", "gateway_hero")
+            for t in (
+                "direct",
+                "gateway",
+                "litellm",
+                "direct_gemini",
+                "gateway_hero",
+                "gateway_messages",
+                "gateway_responses",
+            )
             if t in wanted
         ]
-        if "gateway_hero" in order and "direct_gemini" not in order:
-            targets["gateway_hero"].baseline = "direct"
+        if "direct_gemini" not in order:
+            for name in ("gateway_hero", "gateway_messages", "gateway_responses"):
+                if name in targets:
+                    targets[name].baseline = "direct"
         for name in order:
             smoke(targets[name])
         log(
@@ -869,6 +954,8 @@ def main(argv=None) -> int:
     names = {n: t.name for n, t in targets.items()}
     checks = verdicts(cells, "gateway", "litellm", "LLM API")
     hero = verdicts(cells, "gateway_hero", "litellm", "hero (Gemini wire)")
+    hero += wire_verdicts(cells, "gateway_messages", "gateway_hero", "/v1/messages")
+    hero += wire_verdicts(cells, "gateway_responses", "gateway_hero", "/v1/responses")
 
     report = {
         "started_at": started_at.isoformat(timespec="seconds"),

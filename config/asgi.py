@@ -23,7 +23,7 @@ from billing.services import usage_outbox_flush  # noqa: E402
 from config.loopback import LoopbackOnlyASGI  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from observability.writer import log_buffer  # noqa: E402
-from routing.asgi import GatewayASGIHandler, limit_body, split_api  # noqa: E402
+from routing.asgi import GatewayASGIHandler, cors, limit_body, split_api  # noqa: E402
 from routing.http import close_client  # noqa: E402
 
 logger = logging.getLogger("config.asgi")
@@ -52,7 +52,7 @@ async def lifespan(scope, receive, send):
 application = LoopbackOnlyASGI(
     ProtocolTypeRouter(
         {
-            "http": limit_body(split_api(GatewayASGIHandler(), django_asgi_app)),
+            "http": cors(limit_body(split_api(GatewayASGIHandler(), django_asgi_app))),
             "lifespan": lifespan,
             "websocket": AllowedHostsOriginValidator(
                 AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

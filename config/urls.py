@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSplitView
 
 from accounts import urls as accounts_urls
 from accounts import views as accounts_views
@@ -42,7 +42,7 @@ urlpatterns = [
     path("o/<uuid:org_id>/", include(org_patterns)),
     path("accounts/", include("allauth.urls")),
     path("billing/stripe/webhook/", billing_views.stripe_webhook, name="stripe_webhook"),
-    path("v1/openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("v1/openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("v1/generation", GenerationApi.as_view(), name="v1_generation"),
     path("v1/", include("routing.api.urls")),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi"), name="api_docs"),

@@ -19,6 +19,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
 API_PREFIX = "/v1/"
+MESSAGES_PREFIX = "/v1/messages"
 
 
 class GatewayASGIHandler(ASGIHandler):
@@ -98,23 +99,29 @@ def split_api(api_app, site_app):
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def _refuse(send, error) -> None:
+async def _refuse(send, error, path: str = "") -> None:
     """Answer a GatewayError before the app runs, and close the connection: its unread body is
-    never read (uvicorn drains a kept-alive connection's leftover body)."""
+    never read (uvicorn drains a kept-alive connection's leftover body). In the OpenAI shape,
+    or Anthropic's under /v1/messages."""
     import orjson
 
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": error.message,
-                "type": "authentication_error"
-                if error.status_code == 401
-                else "invalid_request_error",
-                "param": error.param,
-                "code": error.error_code,
+    if path.startswith(MESSAGES_PREFIX):
+        from routing.wires.anthropic import error_body
+
+        body = orjson.dumps(error_body(error.status_code, error.message))
+    else:
+        body = orjson.dumps(
+            {
+                "error": {
+                    "message": error.message,
+                    "type": "authentication_error"
+                    if error.status_code == 401
+                    else "invalid_request_error",
+                    "param": error.param,
+                    "code": error.error_code,
+                }
             }
-        }
-    )
+        )
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -159,13 +166,13 @@ def limit_body(app):
             elif name == b"x-api-key":
                 x_api_key = value.decode("latin-1")
         if length is not None and length > limit:
-            return await _refuse(send, too_large(limit))
+            return await _refuse(send, too_large(limit), path)
         if path.startswith(API_PREFIX) and (chunked or length) and scope["method"] in _BODY_METHODS:
             token = api_key_of(authorization, x_api_key)
             if token is None:
-                return await _refuse(send, unauthorized(MISSING_KEY, "missing_api_key"))
+                return await _refuse(send, unauthorized(MISSING_KEY, "missing_api_key"), path)
             if not api_key_well_formed(token):
-                return await _refuse(send, unauthorized(BAD_KEY, "invalid_api_key"))
+                return await _refuse(send, unauthorized(BAD_KEY, "invalid_api_key"), path)
 
         received = 0
         refused = False
@@ -177,7 +184,7 @@ def limit_body(app):
                 received += len(message.get("body", b""))
                 if received > limit:
                     refused = True
-                    await _refuse(send, too_large(limit))
+                    await _refuse(send, too_large(limit), path)
                     # The app sees a client that left: Django stops reading and answers nothing.
                     return {"type": "http.disconnect"}
             return message
@@ -189,3 +196,61 @@ def limit_body(app):
         return await app(scope, counted_receive, guarded_send)
 
     return guarded
+
+
+# What a browser page may send and read on /v1 (the SDKs' own headers included).
+_CORS_EXPOSE = (
+    b"x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+    b"x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
+    b"x-ratelimit-reset-tokens, x-llmapi-max-tokens-lowered"
+)
+_CORS_METHODS = b"GET, POST, DELETE, OPTIONS"
+_CORS_DEFAULT_HEADERS = b"authorization, x-api-key, content-type, anthropic-version"
+
+
+def cors(app):
+    """CORS for /v1: a preflight is answered here (it carries no key, so it is allowed for
+    any origin), and every answer to a request with an Origin names that origin. Whether the
+    origin may use a key is decided with the key (routing.api.base.authenticate: 403
+    origin_not_allowed unless the key's or its organization's browser origins list it). No
+    cookies are ever accepted on /v1, so no credentials are allowed."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            return await app(scope, receive, send)
+        origin = requested = None
+        method = False
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                method = True
+            elif name == b"access-control-request-headers":
+                requested = value
+        if origin is None:
+            return await app(scope, receive, send)
+        allow = [
+            (b"access-control-allow-origin", origin),
+            (b"vary", b"Origin"),
+        ]
+        if scope["method"] == "OPTIONS" and method:
+            headers = allow + [
+                (b"access-control-allow-methods", _CORS_METHODS),
+                (b"access-control-allow-headers", requested or _CORS_DEFAULT_HEADERS),
+                (b"access-control-max-age", b"600"),
+                (b"content-length", b"0"),
+            ]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def cors_send(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"vary"]
+                headers += allow + [(b"access-control-expose-headers", _CORS_EXPOSE)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return await app(scope, receive, cors_send)
+
+    return wrapped

@@ -88,6 +88,8 @@ class Admission:
     settled: bool = False
     # Batches run at a discount: the settled cost is the list price less this share.
     discount_percent: int = 0
+    # Choices asked for (n): each writes up to the output cap, and all are billed.
+    choices: int = 1
     operation: str = "chat"  # or "embeddings" (the GenAI operation name in traces)
     # The caller's body, only for an organization that keeps bodies in its request logs.
     request_body: Any = None
@@ -109,7 +111,7 @@ class Admission:
         return worst_case_nanousd(
             endpoint,
             prompt_tokens=self.prompt_for(endpoint),
-            max_tokens=self.caps.get(endpoint.key, self.max_tokens),
+            max_tokens=self.caps.get(endpoint.key, self.max_tokens) * self.choices,
         )
 
     def unanswered_cost(self, endpoint: EndpointSnap) -> int:
@@ -253,6 +255,7 @@ async def admit_chat(
             code="no_endpoint",
             param="provider",
         )
+    candidates = able_candidates(candidates, request)
     admission = Admission(
         key=key,
         models=models,
@@ -261,11 +264,14 @@ async def admit_chat(
         max_tokens=0,
         headers={},
         estimate=estimate,
+        choices=request.n,
     )
     output_caps(admission, request.body, request.max_tokens)
     if rate_limited:
         admission.headers = await admit(
-            key, tokens=max(admission.prompt_for(e) for e in candidates) + admission.max_tokens
+            key,
+            tokens=max(admission.prompt_for(e) for e in candidates)
+            + admission.max_tokens * request.n,
         )
     if request.hedge_after_ms is not None:
         # The plan sets the earliest hedge: each hedged attempt is billed, so "0 ms" would
@@ -280,6 +286,31 @@ async def admit_chat(
         admission.generation_id = generation_id
     await hold(admission, body=request.body, lowerable=request.max_tokens is None)
     return admission
+
+
+def able_candidates(candidates: list[EndpointSnap], request: ChatRequest) -> list[EndpointSnap]:
+    """The endpoints whose wire can do what the request asks (log probabilities, n choices
+    in one call): the others are skipped, and a request none can serve is a clear 400."""
+    if request.n == 1 and not request.logprobs:
+        return candidates
+    able = [
+        e
+        for e in candidates
+        if (not request.logprobs or adapter_for(e.wire).logprobs)
+        and request.n <= adapter_for(e.wire).max_choices
+    ]
+    if able:
+        return able
+    param, what = ("logprobs", "log probabilities") if request.logprobs else ("n", f"n={request.n}")
+    if request.logprobs and request.n > 1 and all(adapter_for(e.wire).logprobs for e in candidates):
+        param, what = "n", f"n={request.n}"
+    providers = ", ".join(sorted({e.provider for e in candidates}))
+    raise bad_request(
+        f"No endpoint of this request's models offers {what} ({providers} can't). Leave "
+        f"'{param}' out, or pick a model served by an OpenAI-compatible or Gemini endpoint.",
+        param=param,
+        code="unsupported_parameter",
+    )
 
 
 def output_caps(admission: Admission, body: dict[str, Any], requested: int | None) -> None:

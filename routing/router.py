@@ -400,7 +400,8 @@ async def call_chat_once(
 
 async def _call_chat(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[dict, Usage]:
     adapter = adapter_for(endpoint.wire)
-    response = await _send(adapter.chat_request(endpoint.target, body, stream=False), adapter)
+    request = adapter.chat_request(endpoint.target, body, stream=False)
+    response = await _send(request, adapter)
     try:
         raw = await response.aread()
     except httpx.TimeoutException:
@@ -419,7 +420,10 @@ async def _call_chat(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[dict
         raise UpstreamError(
             ErrorKind.OVERLOADED, "the provider sent an unreadable answer", billable=True
         ) from None
-    return adapter.chat_response(endpoint.target, data)
+    answer, usage = adapter.chat_response(endpoint.target, data)
+    if request.native:
+        answer["native"] = data
+    return answer, usage
 
 
 async def call_embeddings_once(endpoint: EndpointSnap, body: dict[str, Any]) -> tuple[dict, Usage]:
@@ -460,8 +464,10 @@ async def open_stream_once(
 async def _open_stream(endpoint: EndpointSnap, body: dict[str, Any]) -> StreamResult:
     adapter = adapter_for(endpoint.wire)
     started = time.perf_counter()
-    response = await _send(adapter.chat_request(endpoint.target, body, stream=True), adapter)
+    request = adapter.chat_request(endpoint.target, body, stream=True)
+    response = await _send(request, adapter)
     decoder = adapter.stream_decoder(endpoint.target)
+    decoder.native = request.native
     iterator = response.aiter_bytes()
     first: list[dict[str, Any]] = []
     try:

@@ -34,6 +34,11 @@ class ChatRequest:
     has_images: bool
     has_tools: bool
     wants_json: bool
+    n: int = 1  # choices asked for
+    logprobs: bool = False  # log probabilities of the output tokens asked for
+
+
+MAX_CHOICES = 8  # n: each choice is held and billed; more is a batch's job
 
 
 def _int(body: dict, name: str, *, minimum: int = 1, maximum: int = 2**31 - 1) -> int | None:
@@ -426,9 +431,15 @@ def parse_chat(body: Any) -> ChatRequest:
     _number(body, "top_p", 0, 1)
     _number(body, "frequency_penalty", -2, 2)
     _number(body, "presence_penalty", -2, 2)
-    n = _int(body, "n")
-    if n is not None and n != 1:
-        raise bad_request("Only n=1 is supported.", param="n")
+    n = _int(body, "n", maximum=MAX_CHOICES) or 1
+    logprobs = body.get("logprobs")
+    _require(logprobs is None or isinstance(logprobs, bool), "logprobs", "must be true or false.")
+    top_logprobs = _int(body, "top_logprobs", minimum=0, maximum=20)
+    _require(
+        top_logprobs is None or bool(logprobs),
+        "top_logprobs",
+        "needs logprobs: true.",
+    )
     stop = body.get("stop")
     if stop is not None and not (
         isinstance(stop, str)
@@ -477,6 +488,8 @@ def parse_chat(body: Any) -> ChatRequest:
         has_images=has_images,
         has_tools=has_tools,
         wants_json=wants_json,
+        n=n,
+        logprobs=bool(logprobs),
     )
 
 

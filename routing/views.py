@@ -229,8 +229,12 @@ def _gateway_error(error: GatewayError) -> HttpResponse:
     )
 
 
-def playground_body(raw: bytes) -> dict[str, Any]:
-    """The browser sends only what the page offers; the rest is fixed here."""
+# The client APIs the playground speaks: what the page sends is that API's own request (shown
+# to the user as is), and what comes back is that API's own event stream.
+PLAYGROUND_APIS = ("chat", "messages")
+
+
+def _playground_data(raw: bytes) -> dict[str, Any]:
     if len(raw) > settings.REQUEST_BODY_MAX_BYTES:
         raise GatewayError(413, "The conversation is too long to send.", code="too_large")
     try:
@@ -239,22 +243,67 @@ def playground_body(raw: bytes) -> dict[str, Any]:
         raise bad_request("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.")
-    body: dict[str, Any] = {
-        "model": data.get("model"),
-        "messages": data.get("messages"),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if data.get("max_tokens") is not None:
-        body["max_tokens"] = data["max_tokens"]
+    return data
+
+
+def _provider_prefs(data: dict[str, Any]) -> dict[str, Any]:
     provider: dict[str, Any] = {}
     if data.get("strategy"):
         provider["sort"] = data["strategy"]
     if data.get("provider"):
         provider["only"] = [data["provider"]]
+    return provider
+
+
+def playground_body(raw: bytes) -> dict[str, Any]:
+    """The browser sends only what the page offers; the rest is fixed here."""
+    data = _playground_data(raw)
+    request = data.get("request")
+    if isinstance(request, dict) and data.get("api", "chat") == "chat":
+        body = {k: v for k, v in request.items() if k not in ("provider", "models", "route")}
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body = {
+            "model": data.get("model"),
+            "messages": data.get("messages"),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if data.get("max_tokens") is not None:
+            body["max_tokens"] = data["max_tokens"]
+    provider = _provider_prefs(data)
     if provider:
         body["provider"] = provider
     return body
+
+
+def playground_request(raw: bytes):
+    """(api, the chat request the gateway routes, turn its chat SSE into the API's own)."""
+    data = _playground_data(raw)
+    api = data.get("api", "chat")
+    if api not in PLAYGROUND_APIS:
+        raise bad_request(f"'api' must be one of {', '.join(PLAYGROUND_APIS)}.", param="api")
+    if api == "messages":
+        from routing.wires import anthropic
+
+        request = data.get("request")
+        if not isinstance(request, dict):
+            raise bad_request("'request' must be a Messages API request.", param="request")
+        request = {k: v for k, v in request.items() if k not in ("provider", "models", "route")}
+        request["stream"] = True
+        provider = _provider_prefs(data)
+        if provider:
+            request["provider"] = provider
+        chat = parse_chat(anthropic.messages_to_chat(request))
+
+        def events(admission, result, stream):
+            return anthropic.message_events(
+                stream, input_tokens=admission.prompt_for(result.endpoint)
+            )
+
+        return api, chat, events
+    return api, parse_chat(playground_body(raw)), lambda admission, result, stream: stream
 
 
 @require_POST
@@ -275,15 +324,17 @@ async def playground_chat(request: HttpRequest, org_id: uuid.UUID) -> HttpRespon
             code="permission_denied",
         )
     try:
-        chat = parse_chat(playground_body(request.body))
+        api, chat, events = playground_request(request.body)
         key = playground_key(membership.organization, user)
         admission = await gateway.admit_chat(key, chat)
         result = await gateway.open_stream(admission, chat)
     except GatewayError as error:
         return _gateway_error(error)
     response = StreamingHttpResponse(
-        gateway.stream_events(admission, chat, result), content_type="text/event-stream"
+        events(admission, result, gateway.stream_events(admission, chat, result)),
+        content_type="text/event-stream",
     )
+    response["X-Playground-Api"] = api
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in admission.headers.items():

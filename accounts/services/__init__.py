@@ -18,6 +18,7 @@ from accounts.services.organizations import (
     membership_remove,
     organization_create,
     organization_rename,
+    organization_set_allowed_origins,
     organization_set_rate_limits,
 )
 from accounts.services.users import (
@@ -42,6 +43,7 @@ __all__ = [
     "membership_remove",
     "organization_create",
     "organization_rename",
+    "organization_set_allowed_origins",
     "organization_set_rate_limits",
     "user_email_verified",
     "user_get_or_create_verified",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,29 @@ def _validate_limits(
         raise AccountsError("Allowed models must be model ids.")
 
 
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def origins_clean(origins: list[str] | None) -> list[str]:
+    """Browser origins as the Origin header spells them (scheme://host[:port], lowercase, no
+    path), or "*" for any; raises AccountsError naming the first one that isn't."""
+    cleaned: list[str] = []
+    for raw in origins or []:
+        origin = raw.strip().lower().rstrip("/")
+        if not origin:
+            continue
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise AccountsError(
+                f"{raw.strip()!r} is not an origin: write it as https://app.example.com "
+                "(scheme, host and port only), or * for any."
+            )
+        if origin not in cleaned:
+            cleaned.append(origin)
+    if len(cleaned) > 50:
+        raise AccountsError("At most 50 origins.")
+    return cleaned
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -44,6 +68,7 @@ def api_key_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     allowed_models: list[str] | None = None,
+    allowed_origins: list[str] | None = None,
 ) -> tuple[APIKey, str]:
     """Returns the key and its secret. The secret exists only in this return value: show it
     once and forget it."""
@@ -74,6 +99,7 @@ def api_key_create(
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         allowed_models=allowed_models,
+        allowed_origins=origins_clean(allowed_origins),
     )
     audit_log_record(
         organization=organization,
@@ -100,12 +126,15 @@ def api_key_update(*, api_key: APIKey, actor: User, **changes: Any) -> APIKey:
         "rpm_limit",
         "tpm_limit",
         "allowed_models",
+        "allowed_origins",
     }
     unknown = set(changes) - allowed
     if unknown:
         raise AccountsError(f"Can't change {', '.join(sorted(unknown))}.")
     if changes.get("expires_at") is not None and changes["expires_at"] <= timezone.now():
         raise AccountsError("The expiry must be in the future.")
+    if "allowed_origins" in changes:
+        changes["allowed_origins"] = origins_clean(changes["allowed_origins"])
     if "allowed_models" in changes:
         changes["allowed_models"] = [m.strip() for m in changes["allowed_models"] or []]
     key = APIKey.objects.select_for_update().get(pk=api_key.pk)

@@ -191,3 +191,28 @@ def organization_set_rate_limits(
         key.organization = organization
         publish_key(key)
     return organization
+
+
+@transaction.atomic
+def organization_set_allowed_origins(
+    *, organization: Organization, actor: User, origins: list[str]
+) -> Organization:
+    """The web origins whose pages may call the API with the organization's keys from a
+    browser (keys with a list of their own keep it)."""
+    from accounts.services.api_keys import origins_clean, publish_key
+
+    cleaned = origins_clean(origins)
+    old = list(organization.allowed_origins or [])
+    organization.allowed_origins = cleaned
+    organization.save(update_fields=["allowed_origins"])
+    audit_log_record(
+        organization=organization,
+        actor=actor,
+        action=AuditLog.Action.ORG_ORIGINS_CHANGED,
+        target=organization.name,
+        data={"from": old, "to": cleaned},
+    )
+    for key in organization.api_keys.filter(revoked_at__isnull=True):
+        key.organization = organization
+        publish_key(key)
+    return organization

@@ -121,9 +121,25 @@ async def authenticate(request) -> AuthenticatedKey:
     if token is None:
         raise unauthorized(MISSING_KEY, "missing_api_key")
     try:
-        return await api_key_authenticate_async(raw_key=token)
+        key = await api_key_authenticate_async(raw_key=token)
     except KeyRejected as rejected:
         raise unauthorized(rejected.reason, rejected.code) from None
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin and not key.allows_origin(origin.lower()) and not _same_origin(request, origin):
+        raise GatewayError(
+            403,
+            f"This key does not accept requests from web pages at {origin[:200]}. Add the "
+            "origin to the key's browser origins, or to the organization's (Settings).",
+            code="origin_not_allowed",
+        )
+    return key
+
+
+def _same_origin(request, origin: str) -> bool:
+    try:
+        return origin.lower() == f"{request.scheme}://{request.get_host()}".lower()
+    except Exception:  # DisallowedHost: not ours
+        return False
 
 
 def body_limit(path: str) -> int:

@@ -260,7 +260,72 @@ class Usage(serializers.Serializer):
     total_tokens = serializers.IntegerField()
     prompt_tokens_details = serializers.JSONField()
     completion_tokens_details = serializers.JSONField()
-    cost = serializers.DecimalField(max_digits=20, decimal_places=9, help_text="USD.")
+    cost = serializers.DecimalField(
+        max_digits=20, decimal_places=9, coerce_to_string=False, help_text="USD."
+    )
+
+
+class AssistantMessage(serializers.Serializer):
+    role = serializers.ChoiceField(["assistant"])
+    content = serializers.CharField(allow_null=True)
+    refusal = serializers.CharField(allow_null=True, required=False)
+    reasoning = serializers.CharField(
+        required=False, help_text="The model's thinking, where the provider shows it."
+    )
+    tool_calls = ToolCallsField(required=False)
+
+
+FINISH_REASONS = ["stop", "length", "tool_calls", "content_filter", "function_call", "error"]
+
+
+class Choice(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = AssistantMessage()
+    finish_reason = serializers.ChoiceField(FINISH_REASONS)
+    logprobs = serializers.JSONField(allow_null=True, required=False)
+
+
+class ChunkToolCallFunction(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    arguments = serializers.CharField(required=False)
+
+
+class ChunkToolCall(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.CharField(required=False)
+    type = serializers.ChoiceField(["function"], required=False)
+    function = ChunkToolCallFunction(required=False)
+
+
+class ChunkDelta(serializers.Serializer):
+    role = serializers.ChoiceField(["assistant"], required=False)
+    content = serializers.CharField(allow_null=True, required=False)
+    reasoning = serializers.CharField(required=False)
+    tool_calls = ChunkToolCall(many=True, required=False)
+
+
+class ChunkChoice(serializers.Serializer):
+    index = serializers.IntegerField()
+    delta = ChunkDelta()
+    finish_reason = serializers.ChoiceField(FINISH_REASONS, allow_null=True, required=False)
+    logprobs = serializers.JSONField(allow_null=True, required=False)
+
+
+class ChatCompletionChunk(serializers.Serializer):
+    """One `data:` event of a streamed chat completion (the stream ends with `data: [DONE]`)."""
+
+    id = serializers.CharField()
+    object = serializers.ChoiceField(["chat.completion.chunk"])
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    provider = serializers.CharField()
+    choices = ChunkChoice(many=True)
+    usage = Usage(
+        required=False,
+        allow_null=True,
+        help_text="On the last chunk (stream_options.include_usage: its own, with no choices).",
+    )
+    error = ErrorDetail(required=False, help_text="A failure after the first byte.")
 
 
 class ChatCompletion(serializers.Serializer):
@@ -274,7 +339,7 @@ class ChatCompletion(serializers.Serializer):
         help_text="Present (true) when the provider simulator answered: such a generation "
         "costs nothing.",
     )
-    choices = serializers.JSONField()
+    choices = Choice(many=True)
     usage = Usage()
 
 
@@ -392,7 +457,9 @@ class TaskUsage(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()
-    cost = serializers.DecimalField(max_digits=20, decimal_places=9, help_text="USD, every call.")
+    cost = serializers.DecimalField(
+        max_digits=20, decimal_places=9, coerce_to_string=False, help_text="USD, every call."
+    )
     calls = serializers.IntegerField(help_text="2 when an invalid answer was retried.")
 
 
@@ -476,7 +543,9 @@ class BatchObject(serializers.Serializer):
     expires_at = serializers.IntegerField()
     request_counts = RequestCounts()
     metadata = serializers.JSONField(allow_null=True)
-    cost = serializers.DecimalField(max_digits=20, decimal_places=9, help_text="USD so far.")
+    cost = serializers.DecimalField(
+        max_digits=20, decimal_places=9, coerce_to_string=False, help_text="USD so far."
+    )
     paused_reason = serializers.CharField(allow_null=True)
 
 

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing.api import batches, responses, tasks, views
+from routing.api import batches, messages, responses, tasks, views
 
 urlpatterns = [
     path("chat/completions", views.ChatCompletionsApi.as_view(), name="v1_chat_completions"),
+    path("messages", messages.MessagesApi.as_view(), name="v1_messages"),
+    path(
+        "messages/count_tokens", messages.CountTokensApi.as_view(), name="v1_messages_count_tokens"
+    ),
     path("responses", responses.ResponsesApi.as_view(), name="v1_responses"),
     path("responses/<str:response_id>", responses.ResponseDetailApi.as_view(), name="v1_response"),
     path(

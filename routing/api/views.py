@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
@@ -30,7 +32,11 @@ class ChatCompletionsApi(GatewayApiView):
         operation_id="createChatCompletion",
         summary="Create a chat completion (streamed as SSE when stream is true)",
         request=schema.ChatCompletionRequest,
-        responses={200: schema.ChatCompletion, **schema.errors(400, 401, 403, 404, 413, 429, 502)},
+        responses={
+            (200, "application/json"): schema.ChatCompletion,
+            (200, "text/event-stream"): schema.ChatCompletionChunk,
+            **schema.errors(400, 401, 403, 404, 413, 429, 502),
+        },
         examples=[schema.CHAT_EXAMPLE],
     )
     async def post(self, request):
@@ -119,15 +125,40 @@ def model_json(model, *, detail: bool = False) -> dict:
     return data
 
 
+def anthropic_model_json(model) -> dict:
+    """A model as Anthropic's Models API lists it (for clients that send anthropic-version)."""
+    created = datetime.fromtimestamp(model.created or 0, tz=UTC)
+    return {
+        "type": "model",
+        "id": model.id,
+        "display_name": model.name,
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def speaks_anthropic(request) -> bool:
+    return "HTTP_ANTHROPIC_VERSION" in request.META
+
+
 class ModelListApi(GatewayApiView):
-    """GET /v1/models: the catalog. Public, like the model pages."""
+    """GET /v1/models: the catalog. Public, like the model pages. In Anthropic's shape when
+    the request carries an anthropic-version header (the Anthropic SDKs send it)."""
 
     @extend_schema(operation_id="listModels", responses={200: schema.ModelList}, auth=[])
     async def get(self, request):
         snapshot = await catalog.aget()
-        return json_response(
-            {"object": "list", "data": [model_json(m) for m in snapshot.models if m.endpoints]}
-        )
+        models = [m for m in snapshot.models if m.endpoints]
+        if speaks_anthropic(request):
+            data = [anthropic_model_json(m) for m in models]
+            return json_response(
+                {
+                    "data": data,
+                    "has_more": False,
+                    "first_id": data[0]["id"] if data else None,
+                    "last_id": data[-1]["id"] if data else None,
+                }
+            )
+        return json_response({"object": "list", "data": [model_json(m) for m in models]})
 
 
 class ModelDetailApi(GatewayApiView):
@@ -147,6 +178,8 @@ class ModelDetailApi(GatewayApiView):
                 code="model_not_found",
                 param="model",
             )
+        if speaks_anthropic(request):
+            return json_response(anthropic_model_json(model))
         return json_response(model_json(model, detail=True))
 
 

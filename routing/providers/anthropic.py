@@ -41,6 +41,7 @@ from routing.providers.common import (
     SSEStreamDecoder,
     auth_headers,
     body_excerpt,
+    chunk,
     dumps,
     function_tools,
     image_url_of,
@@ -53,6 +54,9 @@ from routing.providers.common import (
 )
 
 ANTHROPIC_VERSION = "2023-06-01"
+# The key of a chat body under which /v1/messages (routing.wires.anthropic) puts the client's
+# own Messages request: sent as it was, with our model name and the held output cap.
+NATIVE_REQUEST = "anthropic_request"
 JSON_TOOL = "json_output"
 DEFAULT_MAX_TOKENS = 4096
 THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
@@ -271,6 +275,16 @@ def _thinking_budget(body: Mapping[str, Any]) -> int | None:
     return budget
 
 
+def _native_budget(body: Mapping[str, Any]) -> int | None:
+    """The thinking budget of a client's own Messages request (NATIVE_REQUEST), if enabled."""
+    native = body.get(NATIVE_REQUEST)
+    thinking = native.get("thinking") if isinstance(native, Mapping) else None
+    if isinstance(thinking, Mapping) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        return budget if isinstance(budget, int) and budget > 0 else None
+    return None
+
+
 # --- response ------------------------------------------------------------------------------
 
 
@@ -356,6 +370,18 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
         obj = self._json(data, final)
         if not isinstance(obj, dict):
             return
+        if not self.native:
+            return self._translate(event, obj, out)
+        before = len(out)
+        try:
+            self._translate(event, obj, out)
+        finally:
+            # The event itself rides on the first chunk it made, or on an empty one.
+            if len(out) == before:
+                out.append(chunk({}, None, 0))
+            out[before].setdefault("native_events", []).append(obj)
+
+    def _translate(self, event: str, obj: dict[str, Any], out: list[dict[str, Any]]) -> None:
         kind = obj.get("type") or event
         if kind == "content_block_delta":
             self._delta(obj, out)
@@ -438,12 +464,12 @@ class AnthropicStreamDecoder(SSEStreamDecoder):
 
 
 class AnthropicAdapter(Adapter):
-    wire = "anthropic"
+    wire = "anthropic"  # no log probabilities, one choice a call
 
     def output_cap(self, body, *, requested, endpoint_max):
         # Anthropic counts thinking inside max_tokens and wants it above the budget: the
         # budget is added to the answer's room, within what the endpoint can write.
-        budget = _thinking_budget(body)
+        budget = _native_budget(body) or _thinking_budget(body)
         if budget and requested <= budget:
             requested = budget + requested
         return max(min(requested, endpoint_max), 1)
@@ -455,6 +481,9 @@ class AnthropicAdapter(Adapter):
             raise UpstreamError(
                 ErrorKind.BAD_REQUEST, "anthropic endpoints return one choice (n=1)"
             )
+        native = body.get(NATIVE_REQUEST)
+        if isinstance(native, Mapping):
+            return self._native_request(target, body, native, stream=stream)
         system, messages = _translate_messages(body.get("messages") or [])
         requested_max = max_tokens_of(body)
         max_tokens = requested_max or DEFAULT_MAX_TOKENS
@@ -524,6 +553,33 @@ class AnthropicAdapter(Adapter):
         headers = auth_headers(target)
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
         return UpstreamRequest("POST", f"{target.base_url}/v1/messages", headers, payload)
+
+    def _native_request(
+        self, target: Target, body: dict[str, Any], native: Mapping[str, Any], *, stream: bool
+    ) -> UpstreamRequest:
+        """The client's Messages request as it was, with our model name and the output cap
+        that was held (a thinking budget shrinks to fit under it, never the reverse)."""
+        payload = {k: v for k, v in native.items() if k != "stream"}
+        payload["model"] = target.upstream_model
+        cap = max_tokens_of(body) or int(native.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        payload["max_tokens"] = cap
+        thinking = payload.get("thinking")
+        if isinstance(thinking, Mapping) and thinking.get("type") == "enabled":
+            budget = int(thinking.get("budget_tokens") or 0)
+            if budget >= cap:
+                budget = cap // 2
+                payload["thinking"] = (
+                    {**thinking, "budget_tokens": budget}
+                    if budget >= MIN_THINKING_BUDGET
+                    else {"type": "disabled"}
+                )
+        if stream:
+            payload["stream"] = True
+        headers = auth_headers(target)
+        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        return UpstreamRequest(
+            "POST", f"{target.base_url}/v1/messages", headers, payload, native=True
+        )
 
     def chat_response(self, target: Target, data: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         if data.get("type") == "error":

@@ -126,6 +126,10 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     json: dict[str, Any]
+    # The client's own request in this wire, sent as it was: the provider's answer goes back
+    # as it was too (the chat answer carries it under "native", stream chunks their events
+    # under "native_events").
+    native: bool = False
 
 
 class StreamDecoder:
@@ -137,6 +141,7 @@ class StreamDecoder:
 
     usage: Usage | None = None
     done: bool = False
+    native: bool = False  # attach the provider's own events to the chunks (UpstreamRequest)
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -147,6 +152,10 @@ class StreamDecoder:
 
 class Adapter:
     wire: ClassVar[str]
+    # What the wire can do beyond a plain answer (the router skips endpoints that can't):
+    # log probabilities of the output tokens, and how many choices one call returns.
+    logprobs: ClassVar[bool] = False
+    max_choices: ClassVar[int] = 1
 
     def output_cap(self, body: Mapping[str, Any], *, requested: int, endpoint_max: int) -> int:
         """The output cap this adapter sends upstream for `body` when `requested` output

@@ -17,8 +17,8 @@ Translation notes:
   turn gets the placeholder Google documents for histories it didn't produce.
 - reasoning_effort → `thinkingConfig.thinkingLevel` (Gemini 3); "none" becomes "minimal",
   Gemini 3 can't switch thinking off.
-- Thought parts (`thought: true`) never reach content; they come back as `reasoning` (asked for
-  with `include_reasoning: true`, OpenRouter's flag, beside a reasoning_effort).
+- Thought parts (`thought: true`) never reach content; they come back as `reasoning`. Gemini
+  sends them only when asked (`include_reasoning: true`, OpenRouter's name, asks).
 - Tool call ids are generated ("call_" + 24 hex) unless Gemini gave one.
 """
 
@@ -230,6 +230,10 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
     ):
         if body.get(ours) is not None:
             config[theirs] = body[ours]
+    if body.get("logprobs"):
+        config["responseLogprobs"] = True
+        if body.get("top_logprobs"):
+            config["logprobs"] = body["top_logprobs"]
     max_tokens = max_tokens_of(body)
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
@@ -247,7 +251,7 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
     level = THINKING_LEVELS.get(body.get("reasoning_effort") or "")
     if level:
         config["thinkingConfig"] = {"thinkingLevel": level}
-        if body.get("include_reasoning"):  # OpenRouter's flag: the thoughts' text comes back
+        if body.get("include_reasoning"):  # the thought summaries come back as `reasoning`
             config["thinkingConfig"]["includeThoughts"] = True
     return config
 
@@ -339,6 +343,31 @@ def gemini_error(
     return UpstreamError(kind, message, status=status, retry_after=delay, from_provider=True)
 
 
+def _token(entry: Mapping[str, Any]) -> dict[str, Any]:
+    token = str(entry.get("token") or "")
+    return {
+        "token": token,
+        "logprob": entry.get("logProbability", 0.0),
+        "bytes": list(token.encode()),
+    }
+
+
+def openai_logprobs(candidate: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Gemini's `logprobsResult` (chosen tokens, and the top ones at each step) in OpenAI's
+    shape: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}."""
+    result = candidate.get("logprobsResult")
+    if not isinstance(result, Mapping):
+        return None
+    tops = result.get("topCandidates") or []
+    content = []
+    for step, chosen in enumerate(result.get("chosenCandidates") or ()):
+        entry = _token(chosen)
+        top = tops[step].get("candidates") if step < len(tops) else None
+        entry["top_logprobs"] = [_token(t) for t in top or ()]
+        content.append(entry)
+    return {"content": content}
+
+
 def _candidate_parts(candidate: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return (candidate.get("content") or {}).get("parts") or []
 
@@ -378,6 +407,9 @@ class GeminiStreamDecoder(SSEStreamDecoder):
                 elif part.get("text"):
                     key = "reasoning" if part.get("thought") else "content"
                     out.append(self._chunk({key: part["text"]}, None, index))
+                    logprobs = None if part.get("thought") else openai_logprobs(candidate)
+                    if logprobs is not None:
+                        out[-1]["choices"][0]["logprobs"] = logprobs
             reason = candidate.get("finishReason")
             if reason:
                 finish = _finish_reason(reason, bool(self._calls.get(index)))
@@ -387,6 +419,8 @@ class GeminiStreamDecoder(SSEStreamDecoder):
 
 class GeminiAdapter(Adapter):
     wire = "gemini"
+    logprobs = True
+    max_choices = 8  # candidateCount
 
     def chat_request(
         self, target: Target, body: dict[str, Any], *, stream: bool
@@ -437,15 +471,15 @@ class GeminiAdapter(Adapter):
                 message["tool_calls"] = tool_calls
             if thoughts:
                 message["reasoning"] = "".join(thoughts)
-            choices.append(
-                {
-                    "index": candidate.get("index", position),
-                    "message": message,
-                    "finish_reason": _finish_reason(
-                        candidate.get("finishReason"), bool(tool_calls)
-                    ),
-                }
-            )
+            choice = {
+                "index": candidate.get("index", position),
+                "message": message,
+                "finish_reason": _finish_reason(candidate.get("finishReason"), bool(tool_calls)),
+            }
+            logprobs = openai_logprobs(candidate)
+            if logprobs is not None:
+                choice["logprobs"] = logprobs
+            choices.append(choice)
         if not choices:  # the prompt itself was blocked (promptFeedback.blockReason)
             blocked = (data.get("promptFeedback") or {}).get("blockReason")
             choices.append(

@@ -173,6 +173,8 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
 
 class OpenAIAdapter(Adapter):
     wire = "openai"
+    logprobs = True
+    max_choices = 128
 
     def chat_request(
         self, target: Target, body: dict[str, Any], *, stream: bool

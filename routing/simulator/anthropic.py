@@ -27,13 +27,13 @@ from .generation import (
     count_words,
     digest,
     dumps_canonical,
-    mentioned_tool,
     new_id,
     reasoning_for_budget,
     reasoning_for_effort,
     tool_call,
 )
 from .streaming import Frames, json_response, retry_after_value
+from .tools import Tool, Turn, choose
 
 WIRE = "anthropic"
 STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -109,8 +109,8 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
         )
 
     tools = _tools(body.get("tools"))
-    for _, description, _ in tools:
-        prompt_tokens += 1 + count_words(description)
+    for tool in tools:
+        prompt_tokens += 1 + count_words(tool.description)
 
     model_bytes = model.encode()
     system_bytes = dumps_canonical(system)
@@ -136,12 +136,15 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
         reasoning=_thinking(body.get("thinking"), max_tokens),
         json_schema=_output_format(body),
     )
-    chat.tool = _choose_tool(body.get("tool_choice"), tools, messages, chat.seed)
+    if tools or chat.json_schema is not None:  # the plain text path reads none of this
+        turn = _turn(system, messages)
+        chat.prompt, chat.results, chat.instructions = turn.prompt, turn.results, turn.instructions
+        chat.tool = _choose_tool(body.get("tool_choice"), tools, turn, chat.seed)
     return chat
 
 
 def _cache_breakpoints(
-    tools: list[tuple[str, str, Any]], system: Any, messages: list
+    tools: list[Tool], system: Any, messages: list
 ) -> tuple[tuple[tuple[int, str], ...], list[Any]]:
     """The cache_control breakpoints of a prompt, in Anthropic's caching order (tools, system,
     messages): the tokens since the previous breakpoint with each breakpoint's TTL, and the
@@ -149,7 +152,7 @@ def _cache_breakpoints(
     segments: list[tuple[int, str]] = []
     prefix: list[Any] = []
     seen: list[Any] = []
-    running = sum(1 + count_words(description) for _, description, _ in tools)
+    running = sum(1 + count_words(tool.description) for tool in tools)
     marked = 0
 
     def walk(blocks: Any, where: str) -> None:
@@ -253,7 +256,7 @@ def _output_format(body: dict[str, Any]) -> Any:
     return None
 
 
-def _tools(value: Any) -> list[tuple[str, str, Any]]:
+def _tools(value: Any) -> list[Tool]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -264,49 +267,76 @@ def _tools(value: Any) -> list[tuple[str, str, Any]]:
             raise BadRequest("Field required", f"tools.{i}.name")
         if "input_schema" not in tool and "type" in tool:
             continue  # a server tool (web search, ...): never called here
-        out.append((tool["name"], tool.get("description") or "", tool.get("input_schema")))
+        out.append(Tool(tool["name"], tool.get("description") or "", tool.get("input_schema")))
     return out
 
 
-def _choose_tool(choice: Any, tools: list[tuple[str, str, Any]], messages: list, seed: int):
-    if not tools or _ends_with_tool_result(messages):
+def _choose_tool(choice: Any, tools: list[Tool], turn: Turn, seed: int):
+    if not tools:
         return None
     kind = choice.get("type") if isinstance(choice, dict) else "auto"
     if kind == "none":
         return None
-    names = [name for name, _, _ in tools]
-    schemas = {name: schema for name, _, schema in tools}
     if kind == "tool":
         name = choice.get("name")
-        if name not in schemas:
+        tool = next((t for t in tools if t.name == name), None)
+        if tool is None:
             raise BadRequest(f"Tool '{name}' not found in tools", "tool_choice.name")
+        if turn.results:  # after a result the model reports it, as it does unforced
+            return None
     else:
-        name = mentioned_tool(_last_user_text(messages), names)
-        if name is None and kind == "any":
-            name = names[0]
-    if name is None:
+        tool = choose(tools, turn, forced=kind == "any")
+    if tool is None:
         return None
-    return tool_call(seed, name, schemas[name], id_prefix="toolu_01")
-
-
-def _ends_with_tool_result(messages: list) -> bool:
-    content = messages[-1].get("content")
-    return isinstance(content, list) and any(
-        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    return tool_call(
+        seed,
+        tool.name,
+        tool.schema,
+        id_prefix="toolu_01",
+        prompt=turn.prompt,
+        instructions=turn.instructions,
+        named=kind == "tool",
     )
 
 
-def _last_user_text(messages: list) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(
-                    b.get("text", "") for b in content if isinstance(b, dict) and "text" in b
-                )
-            return ""
+def _turn(system: Any, messages: list) -> Turn:
+    """The user's latest words and the tool results since the assistant last spoke."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    names: dict[Any, str] = {}
+    if last >= 0 and isinstance(messages[last].get("content"), list):
+        for block in messages[last]["content"]:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                names[block.get("id")] = str(block.get("name") or "")
+    results: list[tuple[str, str]] = []
+    words: list[str] = []
+    for message in messages[last + 1 :]:
+        content = message.get("content")
+        if isinstance(content, str):
+            words.append(content)
+            continue
+        for block in content if isinstance(content, list) else ():
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_result":
+                text = _text(block.get("content"))
+                results.append((names.get(block.get("tool_use_id"), ""), text))
+            elif block.get("type") == "text" and isinstance(block.get("text"), str):
+                words.append(block["text"])
+    prompt = " ".join(words)
+    if not results and not prompt:
+        prompt = next(
+            (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+    return Turn(prompt, results, "\n".join([_text(system), prompt]))
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)
+        )
     return ""
 
 

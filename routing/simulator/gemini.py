@@ -31,13 +31,13 @@ from .generation import (
     digest,
     dumps_canonical,
     embedding,
-    mentioned_tool,
     new_id,
     reasoning_for_budget,
     reasoning_for_effort,
     tool_call,
 )
 from .streaming import Frames, json_response, retry_after_value
+from .tools import Tool, Turn, choose
 
 WIRE = "gemini"
 STREAM_CONTENT_TYPE = "text/event-stream"
@@ -137,8 +137,8 @@ def parse_chat(body: Any, request: web.Request, *, model: str, stream: bool) -> 
         )
 
     tools = _tools(body.get("tools"))
-    for _, description, _ in tools:
-        prompt_tokens += 1 + count_words(description)
+    for tool in tools:
+        prompt_tokens += 1 + count_words(tool.description)
 
     config = _get(body, "generationConfig", "generation_config") or {}
     if not isinstance(config, dict):
@@ -174,7 +174,10 @@ def parse_chat(body: Any, request: web.Request, *, model: str, stream: bool) -> 
         include_thoughts=include_thoughts,
         alt_sse=request.query.get("alt") == "sse",
     )
-    chat.tool = _choose_tool(body, tools, contents, chat.seed)
+    if tools or chat.json_schema is not None:  # the plain text path reads none of this
+        turn = _turn(system, contents)
+        chat.prompt, chat.results, chat.instructions = turn.prompt, turn.results, turn.instructions
+        chat.tool = _choose_tool(body, tools, turn, chat.seed)
     return chat
 
 
@@ -241,7 +244,7 @@ def _json_schema(config: dict[str, Any]) -> Any:
     return None
 
 
-def _tools(value: Any) -> list[tuple[str, str, Any]]:
+def _tools(value: Any) -> list[Tool]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -254,7 +257,7 @@ def _tools(value: Any) -> list[tuple[str, str, Any]]:
                 raise BadRequest("function_declarations[].name is required", "tools")
             schema = _get(declaration, "parametersJsonSchema", "parameters_json_schema")
             out.append(
-                (
+                Tool(
                     declaration["name"],
                     declaration.get("description") or "",
                     schema or declaration.get("parameters"),
@@ -263,42 +266,65 @@ def _tools(value: Any) -> list[tuple[str, str, Any]]:
     return out
 
 
-def _choose_tool(body: dict[str, Any], tools: list, contents: list, seed: int):
-    if not tools or _ends_with_function_response(contents):
+def _choose_tool(body: dict[str, Any], tools: list[Tool], turn: Turn, seed: int):
+    if not tools:
         return None
     tool_config = _get(body, "toolConfig", "tool_config") or {}
     calling = _get(tool_config, "functionCallingConfig", "function_calling_config") or {}
     mode = str(calling.get("mode", "AUTO")).upper()
     if mode == "NONE":
         return None
-    names = [name for name, _, _ in tools]
-    allowed = _get(calling, "allowedFunctionNames", "allowed_function_names") or names
-    schemas = {name: schema for name, _, schema in tools}
-    name = mentioned_tool(_last_user_text(contents), [n for n in names if n in allowed])
-    if name is None and mode == "ANY":
-        name = next((n for n in allowed if n in schemas), None)
-        if name is None:
+    allowed = _get(calling, "allowedFunctionNames", "allowed_function_names")
+    if allowed:
+        tools = [t for t in tools if t.name in allowed]
+        if not tools and mode == "ANY":
             raise BadRequest("allowed_function_names must name declared functions", "tool_config")
-    if name is None:
+    tool = choose(tools, turn, forced=mode == "ANY")
+    if tool is None:
         return None
-    return tool_call(seed, name, schemas[name], id_prefix="")
-
-
-def _ends_with_function_response(contents: list) -> bool:
-    parts = contents[-1].get("parts") or []
-    return any(
-        isinstance(p, dict) and _get(p, "functionResponse", "function_response") is not None
-        for p in parts
+    return tool_call(
+        seed,
+        tool.name,
+        tool.schema,
+        id_prefix="",
+        prompt=turn.prompt,
+        instructions=turn.instructions,
+        named=mode == "ANY" and len(tools) == 1 and bool(allowed),
     )
 
 
-def _last_user_text(contents: list) -> str:
-    for content in reversed(contents):
-        if content.get("role", "user") == "user":
-            return " ".join(
-                p["text"] for p in content.get("parts") or () if isinstance(p, dict) and "text" in p
-            )
-    return ""
+def _turn(system: Any, contents: list) -> Turn:
+    """The user's latest words and the function responses since the model last spoke."""
+    last = max((i for i, c in enumerate(contents) if c.get("role") == "model"), default=-1)
+    results: list[tuple[str, str]] = []
+    words: list[str] = []
+    for content in contents[last + 1 :]:
+        for part in content.get("parts") or ():
+            if not isinstance(part, dict):
+                continue
+            response = _get(part, "functionResponse", "function_response")
+            if isinstance(response, dict):
+                value = response.get("response")
+                if isinstance(value, dict) and set(value) <= {"output", "result", "content"}:
+                    value = next(iter(value.values()), value)  # the SDKs' {"result": ...}
+                text = value if isinstance(value, str) else orjson.dumps(value).decode()
+                results.append((str(response.get("name") or ""), text))
+            elif isinstance(part.get("text"), str) and not part.get("thought"):
+                words.append(part["text"])
+    prompt = " ".join(words)
+    if not results and not prompt:
+        prompt = next((_text(c) for c in reversed(contents) if c.get("role", "user") == "user"), "")
+    parts = system.get("parts") if isinstance(system, dict) else None
+    instructions = _text({"parts": parts}) if isinstance(parts, list) else ""
+    return Turn(prompt, results, "\n".join([instructions, prompt]))
+
+
+def _text(content: Any) -> str:
+    return " ".join(
+        p["text"]
+        for p in content.get("parts") or ()
+        if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")
+    )
 
 
 def usage_dict(usage: Usage, *, candidates: int | None = None) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from typing import Any
 
 import orjson
 
+from .schema import Hints, answer_object, fill, is_open_object
+from .tools import summary
+
 VOCABULARY = (
     "the quick brown fox jumps over a lazy dog while gateway routes every request to cheapest "
     "healthy provider and streams tokens back with usage cost latency throughput model answer "
@@ -118,144 +121,6 @@ def reasoning_for_budget(budget: Any) -> int:
     return min(budget, REASONING_MAX)
 
 
-# --- JSON from a JSON Schema (also Gemini's OpenAPI-style schemas with upper-case types) ---
-
-_STRING_FORMATS = {
-    "date-time": "2026-01-01T00:00:00Z",
-    "date": "2026-01-01",
-    "time": "00:00:00Z",
-    "email": "sample@example.com",
-    "uri": "https://example.com/sample",
-    "url": "https://example.com/sample",
-    "uuid": "00000000-0000-4000-8000-000000000000",
-    "ipv4": "192.0.2.1",
-    "ipv6": "2001:db8::1",
-    "hostname": "example.com",
-    "duration": "P1D",
-}
-
-
-def sample_json(schema: Any, root: Any = None, depth: int = 0) -> Any:
-    """A value valid against `schema`: required properties filled (all properties when none
-    are required), strings "sample", numbers 1, booleans true, enums their first value."""
-    if root is None:
-        root = schema
-    if not isinstance(schema, dict) or depth > 12:
-        return "sample" if depth <= 12 else None
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        return sample_json(_resolve(ref, root), root, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            chosen = next((o for o in options if _type_of(o) != "null"), options[0])
-            return sample_json(chosen, root, depth + 1)
-    all_of = schema.get("allOf")
-    if isinstance(all_of, list) and all_of:
-        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
-        for part in all_of:
-            part = (
-                _resolve(part["$ref"], root) if isinstance(part, dict) and "$ref" in part else part
-            )
-            if isinstance(part, dict):
-                for k, v in part.items():
-                    if k == "properties":
-                        merged.setdefault("properties", {}).update(v)
-                    elif k == "required":
-                        merged["required"] = [*merged.get("required", []), *v]
-                    else:
-                        merged.setdefault(k, v)
-        return sample_json(merged, root, depth + 1)
-
-    kind = _type_of(schema)
-    if kind == "object":
-        props = schema.get("properties") or {}
-        required = schema.get("required")
-        keys = required if isinstance(required, list) and required else list(props)
-        return {key: sample_json(props.get(key, {}), root, depth + 1) for key in keys}
-    if kind == "array":
-        prefix = schema.get("prefixItems")
-        if isinstance(prefix, list) and prefix:
-            return [sample_json(item, root, depth + 1) for item in prefix]
-        count = max(1, _int(schema.get("minItems"), 1))
-        if (max_items := _int(schema.get("maxItems"), None)) is not None:
-            count = min(count, max_items)
-        item = sample_json(schema.get("items", {}), root, depth + 1)
-        return [item] * count
-    if kind in ("integer", "number"):
-        return _number(schema, integer=kind == "integer")
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    return _string(schema)
-
-
-def _resolve(ref: str, root: Any) -> Any:
-    if not ref.startswith("#"):
-        return {}
-    node = root
-    for part in ref.lstrip("#/").split("/"):
-        if not part:
-            continue
-        if not isinstance(node, dict):
-            return {}
-        node = node.get(part.replace("~1", "/").replace("~0", "~"), {})
-    return node
-
-
-def _type_of(schema: Any) -> str | None:
-    if not isinstance(schema, dict):
-        return None
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if isinstance(k, str) and k.lower() != "null"), "null")
-    if isinstance(kind, str):
-        return kind.lower()
-    if "properties" in schema:
-        return "object"
-    if "items" in schema or "prefixItems" in schema:
-        return "array"
-    return None
-
-
-def _int(value: Any, default: int | None) -> int | None:
-    if isinstance(value, str) and value.isdigit():  # Gemini's schema proto sends int64 as strings
-        return int(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def _number(schema: dict[str, Any], *, integer: bool) -> int | float:
-    value: float = 1
-    low, high = schema.get("minimum"), schema.get("maximum")
-    ex_low, ex_high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if isinstance(low, int | float) and value < low:
-        value = low
-    if isinstance(ex_low, int | float) and value <= ex_low:
-        value = math.floor(ex_low) + 1 if integer else ex_low + 1
-    if isinstance(high, int | float) and value > high:
-        value = high
-    if isinstance(ex_high, int | float) and value >= ex_high:
-        value = math.ceil(ex_high) - 1 if integer else ex_high - 0.5
-    if integer:
-        return int(value)
-    return int(value) if float(value).is_integer() else value
-
-
-def _string(schema: dict[str, Any]) -> str:
-    text = _STRING_FORMATS.get(schema.get("format", ""), "sample")
-    if (min_length := _int(schema.get("minLength"), None)) is not None and len(text) < min_length:
-        text = text + "x" * (min_length - len(text))
-    if (max_length := _int(schema.get("maxLength"), None)) is not None:
-        text = text[:max_length]
-    return text
-
-
 # --- One generation, wire-independent ---
 
 
@@ -311,6 +176,10 @@ class ChatRequest:
     # breakpoint as (tokens, ttl) segments, one per breakpoint, and a key for that prefix.
     cache_segments: tuple[tuple[int, str], ...] = ()
     cache_prefix_key: int | None = None
+    # Read only when tools or JSON are asked for (the plain text path never builds them):
+    prompt: str = ""  # the user's latest words: where JSON values and tool arguments come from
+    instructions: str = ""  # system prompt and the latest user words: what JSON to write
+    results: list[tuple[str, str]] = field(default_factory=list)  # tool results to report
 
 
 @dataclass(slots=True)
@@ -350,9 +219,10 @@ def generate(request: ChatRequest, *, output_tokens: int = DEFAULT_OUTPUT_TOKENS
         return Output(pieces, "tool", reasoning, tool=request.tool, seed=request.seed)
 
     if request.json_schema is not None:
-        schema = request.json_schema
-        value = sample_json(schema) if isinstance(schema, dict) else {"answer": "sample"}
+        value = json_answer(request.json_schema, request.prompt, request.instructions, request.seed)
         pieces = json_pieces(orjson.dumps(value).decode())
+    elif request.results:
+        pieces = text_pieces(summary(request.results))
     else:
         pieces = words(request.seed, output_tokens)
 
@@ -385,8 +255,37 @@ def _apply_stop(pieces: list[str], stops: list[str]) -> tuple[list[str], str | N
     return kept, best[1]
 
 
-def tool_call(seed: int, name: str, schema: Any, *, id_prefix: str) -> ToolCall:
-    arguments = sample_json(schema if isinstance(schema, dict) else {})
+def text_pieces(text: str) -> list[str]:
+    """Text as tokens, one word each (every word after the first with its leading space)."""
+    parts = text.split()
+    return [parts[0], *(" " + word for word in parts[1:])] if parts else []
+
+
+def json_answer(schema: Any, prompt: str, instructions: str, seed: int) -> Any:
+    """A JSON answer: valid against `schema` (a dict), or for json_object mode (anything else)
+    what the instructions ask for, with values from the prompt where they fit."""
+    if isinstance(schema, dict) and not is_open_object(schema):
+        return fill(schema, Hints.of(prompt, seed))
+    return answer_object(instructions or prompt, prompt, seed)
+
+
+def tool_call(
+    seed: int,
+    name: str,
+    schema: Any,
+    *,
+    id_prefix: str,
+    prompt: str = "",
+    instructions: str = "",
+    named: bool = False,
+) -> ToolCall:
+    """A call of tool `name` with arguments valid against its `schema`. A tool forced by name
+    whose input is any object is a JSON answer in disguise (how JSON mode is emulated on
+    Anthropic): it gets what the instructions ask for."""
+    if named and is_open_object(schema):
+        arguments = json_answer(None, prompt, instructions, seed)
+    else:
+        arguments = fill(schema if isinstance(schema, dict) else {}, Hints.of(prompt, seed))
     if not isinstance(arguments, dict):
         arguments = {}
     return ToolCall(
@@ -395,14 +294,6 @@ def tool_call(seed: int, name: str, schema: Any, *, id_prefix: str) -> ToolCall:
         arguments=arguments,
         arguments_json=orjson.dumps(arguments).decode(),
     )
-
-
-def mentioned_tool(text: str, names: list[str]) -> str | None:
-    """The first tool (in declaration order) whose name appears in the user's last message."""
-    for name in names:
-        if name and name in text:
-            return name
-    return None
 
 
 # --- Embeddings: unit vectors, float32 exact so "float" and "base64" agree bit for bit ---

@@ -29,13 +29,13 @@ from .generation import (
     digest,
     dumps_canonical,
     embedding,
-    mentioned_tool,
     new_id,
     reasoning_for_budget,
     reasoning_for_effort,
     tool_call,
 )
 from .streaming import Frames, json_response, retry_after_value
+from .tools import Tool, Turn, choose
 
 WIRE = "openai"
 STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -125,8 +125,8 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
             function = call.get("function") if isinstance(call, dict) else None
             arguments = function.get("arguments") if isinstance(function, dict) else None
             prompt_tokens += 1 + count_words(arguments)
-    for _, description, _ in tools:
-        prompt_tokens += 1 + count_words(description)
+    for tool in tools:
+        prompt_tokens += 1 + count_words(tool.description)
 
     stream = body.get("stream") is True
     stream_options = body.get("stream_options")
@@ -156,7 +156,10 @@ def parse_chat(body: Any, request: web.Request) -> ChatRequest:
         ),
     )
     chat.json_schema = _response_format(body.get("response_format"))
-    chat.tool = _choose_tool(body.get("tool_choice"), tools, messages, chat.seed)
+    if tools or chat.json_schema is not None:  # the plain text path reads none of this
+        turn = _turn(messages)
+        chat.prompt, chat.results, chat.instructions = turn.prompt, turn.results, turn.instructions
+        chat.tool = _choose_tool(body.get("tool_choice"), tools, turn, chat.seed)
     return chat
 
 
@@ -244,7 +247,7 @@ def _response_format(value: Any) -> Any:
     return None
 
 
-def _tools(value: Any) -> list[tuple[str, str, Any]]:
+def _tools(value: Any) -> list[Tool]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -255,40 +258,69 @@ def _tools(value: Any) -> list[tuple[str, str, Any]]:
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise BadRequest(f"Missing required parameter: 'tools[{i}].function'.", "tools")
         out.append(
-            (function["name"], function.get("description") or "", function.get("parameters"))
+            Tool(function["name"], function.get("description") or "", function.get("parameters"))
         )
     return out
 
 
-def _choose_tool(choice: Any, tools: list[tuple[str, str, Any]], messages: list, seed: int):
-    if not tools or choice == "none" or messages[-1].get("role") in ("tool", "function"):
+def _choose_tool(choice: Any, tools: list[Tool], turn: Turn, seed: int):
+    if not tools or choice == "none":
         return None
-    names = [name for name, _, _ in tools]
-    schemas = {name: schema for name, _, schema in tools}
-    if isinstance(choice, dict):
+    named = isinstance(choice, dict)
+    if named:
         name = (choice.get("function") or {}).get("name")
-        if name not in schemas:
+        tool = next((t for t in tools if t.name == name), None)
+        if tool is None:
             raise BadRequest(f"Tool choice {name!r} is not one of the tools.", "tool_choice")
+        if turn.results:  # after a result the model reports it, as it does unforced
+            return None
     else:
-        name = mentioned_tool(_last_user_text(messages), names)
-        if name is None and choice == "required":
-            name = names[0]
-    if name is None:
+        tool = choose(tools, turn, forced=choice == "required")
+    if tool is None:
         return None
-    return tool_call(seed, name, schemas[name], id_prefix="call_")
+    return tool_call(
+        seed,
+        tool.name,
+        tool.schema,
+        id_prefix="call_",
+        prompt=turn.prompt,
+        instructions=turn.instructions,
+        named=named,
+    )
 
 
-def _last_user_text(messages: list) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(
-                    p.get("text", "") for p in content if isinstance(p, dict) and "text" in p
-                )
-            return ""
+def _turn(messages: list) -> Turn:
+    """The user's latest words and the tool results since the assistant last spoke."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    tail = messages[last + 1 :]
+    names: dict[Any, str] = {}
+    if last >= 0:
+        for call in messages[last].get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                names[call.get("id")] = str(function.get("name") or "")
+    results = [
+        (names.get(m.get("tool_call_id")) or str(m.get("name") or ""), _text(m.get("content")))
+        for m in tail
+        if m.get("role") in ("tool", "function")
+    ]
+    if results:
+        prompt = " ".join(_text(m.get("content")) for m in tail if m.get("role") == "user")
+    else:
+        prompt = next(
+            (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+    system = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+    return Turn(prompt, results, "\n".join([*system, prompt]))
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return ""
 
 

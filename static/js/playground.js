@@ -1,5 +1,7 @@
 // The playground: a chat streamed through POST /o/<org>/playground/chat, the same gateway path
-// as /v1/chat/completions, on the session's login. The conversation lives only in this tab.
+// as /v1/chat/completions (or /v1/messages, in Anthropic's format), on the session's login. Each
+// reply shows the raw request sent and the raw event stream received. The conversation lives
+// only in this tab.
 (function () {
   "use strict";
 
@@ -13,6 +15,7 @@
   var csrfToken = root.dataset.csrfToken;
 
   var els = {
+    api: document.getElementById("pg-api"),
     model: document.getElementById("pg-model"),
     modelHelp: document.getElementById("pg-model-help"),
     strategy: document.getElementById("pg-strategy"),
@@ -152,6 +155,35 @@
   }
 
   // ------------------------------------------------------------------ the conversation
+  var API_PATHS = { chat: "/v1/chat/completions", messages: "/v1/messages" };
+
+  // The request as the chosen API takes it: what the page sends, shown under the reply.
+  function buildRequest(api, modelId, system, turns, maxTokens) {
+    if (api === "messages") {
+      var request = {
+        model: modelId,
+        max_tokens: maxTokens > 0 ? maxTokens : 1024,
+        messages: turns,
+        stream: true,
+      };
+      if (system) {
+        request.system = system;
+      }
+      return request;
+    }
+    var messages = system ? [{ role: "system", content: system }] : [];
+    var chat = {
+      model: modelId,
+      messages: messages.concat(turns),
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+    if (maxTokens > 0) {
+      chat.max_tokens = maxTokens;
+    }
+    return chat;
+  }
+
   function addUser(text) {
     var row = el("div", "row justify-content-end mb-3");
     var col = el("div", "col-11 col-md-9 d-flex justify-content-end");
@@ -193,9 +225,22 @@
     var meta = el("div", "d-flex flex-wrap gap-3 small text-body-secondary mt-1");
     meta.setAttribute("data-testid", "pg-reply-meta");
 
+    function rawPanel(label, testid) {
+      var details = el("details", "small mt-1");
+      details.appendChild(el("summary", "text-body-secondary", label));
+      var pre = el("pre", "bg-body-tertiary border rounded-2 p-2 mb-0 small text-wrap text-break");
+      pre.setAttribute("data-testid", testid);
+      details.appendChild(pre);
+      return { details: details, pre: pre };
+    }
+    var rawRequest = rawPanel("Raw request", "pg-raw-request");
+    var rawResponse = rawPanel("Raw response", "pg-raw-response");
+
     wrap.appendChild(head);
     wrap.appendChild(body);
     wrap.appendChild(meta);
+    wrap.appendChild(rawRequest.details);
+    wrap.appendChild(rawResponse.details);
     els.log.appendChild(wrap);
     return {
       wrap: wrap,
@@ -205,6 +250,8 @@
       text: text,
       waiting: waiting,
       meta: meta,
+      rawRequest: rawRequest.pre,
+      rawResponse: rawResponse.pre,
     };
   }
 
@@ -315,19 +362,15 @@
   async function send(text) {
     var modelId = els.model.value;
     var mine = conversation;
-    var messages = [];
     var system = els.system.value.trim();
-    if (system) {
-      messages.push({ role: "system", content: system });
-    }
-    messages = messages.concat(history, [{ role: "user", content: text }]);
     var maxTokens = parseInt(els.maxTokens.value, 10);
+    var api = els.api ? els.api.value : "chat";
+    var request = buildRequest(api, modelId, system, history.concat([{ role: "user", content: text }]), maxTokens);
     var payload = {
-      model: modelId,
-      messages: messages,
+      api: api,
+      request: request,
       strategy: els.strategy.value,
       provider: els.provider.value || null,
-      max_tokens: maxTokens > 0 ? maxTokens : null,
     };
 
     if (els.empty) {
@@ -336,6 +379,7 @@
     }
     addUser(text);
     var reply = addReply(modelId);
+    reply.rawRequest.textContent = "POST " + API_PATHS[api] + "\n" + JSON.stringify(request, null, 2);
     keepInView(true);
     var myController = new AbortController();
     controller = myController;
@@ -351,7 +395,61 @@
     var stopped = false;
     var providerShown = false;
 
+    function showProvider(modelName, slug) {
+      if (providerShown || !slug) {
+        return;
+      }
+      providerShown = true;
+      var info = providerInfo(modelName, slug);
+      reply.provider.textContent = info ? info.name : slug;
+      reply.provider.title = slug + (info && info.region ? " · " + info.region : "");
+      reply.provider.classList.remove("d-none");
+      if (info && info.simulated) {
+        reply.simulated.classList.remove("d-none");
+      }
+    }
+
+    function addText(piece) {
+      if (firstAt === null) {
+        firstAt = performance.now();
+        reply.waiting.remove();
+      }
+      var stick = nearBottom();
+      content += piece;
+      appendText(reply.text, piece);
+      keepInView(stick);
+    }
+
+    // Anthropic's Messages events: text deltas, the stop reason and usage at the end.
+    function handleMessage(event) {
+      if (event.type === "message_start" && event.message) {
+        showProvider(event.message.model, event.message.provider);
+      } else if (event.type === "content_block_delta" && event.delta && event.delta.type === "text_delta") {
+        if (event.delta.text) {
+          addText(event.delta.text);
+        }
+      } else if (event.type === "message_delta") {
+        var reason = event.delta && event.delta.stop_reason;
+        finish = reason === "max_tokens" ? "length" : reason;
+        var u = event.usage || {};
+        usage = {
+          prompt_tokens: (u.input_tokens || 0) + (u.cache_read_input_tokens || 0) + (u.cache_creation_input_tokens || 0),
+          completion_tokens: u.output_tokens || 0,
+          cost: u.cost,
+        };
+      } else if (event.type === "message_stop") {
+        done = true;
+      } else if (event.type === "error") {
+        failure = event.error || { message: "The stream failed." };
+        done = true;
+      }
+    }
+
     function handle(chunk) {
+      if (api === "messages") {
+        handleMessage(chunk);
+        return;
+      }
       if (!providerShown && chunk.provider) {
         providerShown = true;
         var info = providerInfo(chunk.model, chunk.provider);
@@ -365,14 +463,7 @@
       (chunk.choices || []).forEach(function (choice) {
         var delta = choice.delta || {};
         if (typeof delta.content === "string" && delta.content) {
-          if (firstAt === null) {
-            firstAt = performance.now();
-            reply.waiting.remove();
-          }
-          var stick = nearBottom();
-          content += delta.content;
-          appendText(reply.text, delta.content);
-          keepInView(stick);
+          addText(delta.content);
         }
         if (choice.finish_reason) {
           finish = choice.finish_reason;
@@ -400,7 +491,9 @@
       });
       if (!response.ok) {
         failure = await readError(response);
+        reply.rawResponse.textContent = "HTTP " + response.status + "\n" + JSON.stringify(failure, null, 2);
       } else {
+        reply.rawResponse.textContent = "HTTP " + response.status + " " + (response.headers.get("content-type") || "") + "\n\n";
         var reader = response.body.getReader();
         var decoder = new TextDecoder();
         var buffer = "";
@@ -409,7 +502,9 @@
           if (read.done) {
             break;
           }
-          buffer += decoder.decode(read.value, { stream: true }).replace(/\r\n/g, "\n");
+          var received = decoder.decode(read.value, { stream: true });
+          reply.rawResponse.appendChild(document.createTextNode(received));
+          buffer += received.replace(/\r\n/g, "\n");
           var end;
           while (!done && (end = buffer.indexOf("\n\n")) >= 0) {
             var event = buffer.slice(0, end);

@@ -69,3 +69,15 @@ def generation_events():
     events.subscribe(seen.append)
     yield seen
     events.unsubscribe(seen.append)
+
+
+@pytest.fixture
+def anthropic_client(gateway):
+    """The official anthropic SDK against the gateway (it appends /v1/messages itself)."""
+    from anthropic import Anthropic
+
+    base_url, secret = gateway
+    with Anthropic(
+        base_url=base_url.removesuffix("/v1"), api_key=secret, max_retries=0, timeout=30
+    ) as client:
+        yield client

@@ -302,3 +302,32 @@ def test_the_playground_key_is_stable_per_user_and_carries_the_org_limits(alice,
     assert (key.rpm_limit, key.tpm_limit, key.spend_limit_nanousd) == (None, None, None)
     assert (key.org_rpm_limit, key.org_tpm_limit) == (30, 9000)
     assert key.allowed_models == ()
+
+
+def test_the_messages_api_answers_in_anthropics_events(alice, catalog_loaded, sim):
+    body = {
+        "api": "messages",
+        "request": {
+            "model": HERO,
+            "max_tokens": 8,
+            "system": "Be brief.",
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    }
+    response, content = _chat(alice.user, alice.org, body)
+    assert response.status_code == 200
+    text = content.decode()
+    assert text.startswith("event: message_start")
+    assert "event: content_block_delta" in text and text.rstrip().endswith(
+        '{"type":"message_stop"}'
+    )
+
+
+def test_an_unknown_api_or_a_bad_messages_request_is_a_400(alice, catalog_loaded, sim):
+    response, _ = _chat(alice.user, alice.org, {"api": "soap", "request": {}})
+    assert response.status_code == 400
+    missing, _ = _chat(
+        alice.user, alice.org, {"api": "messages", "request": {"model": HERO, "messages": []}}
+    )
+    assert missing.status_code == 400
+    assert "max_tokens" in missing.json()["error"]["message"]

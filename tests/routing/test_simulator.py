@@ -211,7 +211,7 @@ def test_openai_tool_calls(sim, http):
     assert call["function"]["name"] == "get_weather"
     arguments = json.loads(call["function"]["arguments"])  # a JSON string, as OpenAI sends
     jsonschema.validate(arguments, WEATHER_SCHEMA)
-    assert arguments["city"] == "sample" and arguments["unit"] == "celsius"
+    assert arguments["city"] == "Paris" and arguments["unit"] == "celsius"  # from the prompt
     assert arguments["days"] == 1 and arguments["hourly"] is True
 
     # No mention: text. "required": the first tool. A named choice: that tool.
@@ -666,14 +666,14 @@ def test_gemini_function_call_and_json_output(sim, http):
             "required": ["city", "unit"],
         },
     }
-    body = {"contents": gemini_user("weather?"), "tools": [{"functionDeclarations": [declaration]}]}
+    body = {"contents": gemini_user("hello"), "tools": [{"functionDeclarations": [declaration]}]}
     plain = gemini_call(http, sim, body).json()
-    assert "text" in plain["candidates"][0]["content"]["parts"][0]
+    assert "text" in plain["candidates"][0]["content"]["parts"][0]  # no tool fits "hello"
     forced = gemini_call(
         http, sim, {**body, "toolConfig": {"functionCallingConfig": {"mode": "ANY"}}}
     ).json()
     (part,) = forced["candidates"][0]["content"]["parts"]
-    assert part["functionCall"] == {"name": "get_weather", "args": {"city": "sample", "unit": "C"}}
+    assert part["functionCall"] == {"name": "get_weather", "args": {"city": "Paris", "unit": "C"}}
     assert forced["candidates"][0]["finishReason"] == "STOP"
     streamed = gemini_call(
         http,
@@ -702,7 +702,7 @@ def test_gemini_function_call_and_json_output(sim, http):
         http, sim, {"contents": gemini_user("rate"), "generationConfig": json_config}
     ).json()
     value = json.loads(data["candidates"][0]["content"]["parts"][0]["text"])
-    assert value == {"answer": "sample", "score": 1}
+    assert set(value) == {"answer", "score"} and isinstance(value["score"], int | float)
     json_schema = {**json_config, "responseJsonSchema": WEATHER_SCHEMA}
     del json_schema["responseSchema"]
     data = gemini_call(
