@@ -69,15 +69,13 @@ async def _events(key, request, history, admission, chat, result):
     )
     # The events of one chat chunk go out in one write, as the chunk would have.
     yield b"".join(stream.start())
-    # Closed with this generator: a client that leaves ends (and bills) the chat stream at once.
-    async with aclosing(gateway.stream_events(admission, chat, result)) as chunks:
-        async for data in chunks:
-            events = []
-            for payload in wire.sse_frames(data):
-                if payload != b"[DONE]":
-                    events += stream.chunk(orjson.loads(payload))
+    # The chat stream's chunks as they are (not written as SSE and read back); closed with
+    # this generator, so a client that leaves ends (and bills) the chat stream at once.
+    async with aclosing(gateway.stream_events(admission, chat, result, sse=False)) as chunks:
+        async for chunk in chunks:
+            events = stream.feed(chunk)
             if events:
-                yield b"".join(events)
+                yield events
     closing = stream.finish()
     if request.store:
         _store(key, request, history, stream.final, stream.turn)

@@ -607,17 +607,7 @@ def response_from_chat(
 # --- streams --------------------------------------------------------------------------------
 
 
-def sse_frames(data: bytes) -> list[bytes]:
-    """The `data:` payloads of SSE bytes from the chat stream (one frame per yield there,
-    but nothing here relies on it)."""
-    if data.startswith(b"data: ") and data.find(b"\n", 6) == len(data) - 2:
-        return [data[6:-2]]  # one frame, as the chat stream writes them
-    payloads = []
-    for frame in data.split(b"\n\n"):
-        for line in frame.split(b"\n"):
-            if line.startswith(b"data:"):
-                payloads.append(line[5:].strip())
-    return payloads
+_TEXT_ONLY = frozenset({"content", "role"})
 
 
 @dataclass(slots=True)
@@ -627,6 +617,7 @@ class _Open:
     item: dict[str, Any]
     text: list[str] = field(default_factory=list)
     call: dict[str, Any] | None = None  # a function call as kept in the conversation
+    head: bytes = b""  # a text delta event's bytes up to its sequence number
 
 
 class ResponseStream:
@@ -801,7 +792,45 @@ class ResponseStream:
 
     # Chat chunks.
 
+    def feed(self, chunk: dict[str, Any]) -> bytes:
+        """One chunk of the chat stream in, the bytes of the events it makes out (one write)."""
+        return b"".join(self.chunk(chunk))
+
+    def _text_delta(self, opened: _Open, text: str) -> bytes:
+        """A response.output_text.delta event, from bytes made once per item: most events of
+        a stream are these."""
+        opened.text.append(text)
+        if not opened.head:
+            opened.head = (
+                b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+                b'"item_id":'
+                + orjson.dumps(opened.item["id"])
+                + b',"output_index":'
+                + str(opened.index).encode()
+                + b',"content_index":0,"logprobs":[],"sequence_number":'
+            )
+        event = (
+            opened.head + str(self.sequence).encode() + b',"delta":' + orjson.dumps(text) + b"}\n\n"
+        )
+        self.sequence += 1
+        return event
+
     def chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+        choices = chunk.get("choices")
+        if (  # the common case: more text for the message being written
+            choices
+            and len(choices) == 1
+            and len(self.open) == 1
+            and self.open[0].kind == "message"
+            and "usage" not in chunk
+            and "error" not in chunk
+        ):
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta and choice.get("finish_reason") is None and delta.keys() <= _TEXT_ONLY:
+                content = delta.get("content")
+                if isinstance(content, str):
+                    return [self._text_delta(self.open[0], content)] if content else []
         events: list[bytes] = []
         if "usage" in chunk and chunk["usage"]:
             self.usage = usage_of(chunk["usage"])
@@ -830,17 +859,7 @@ class ResponseStream:
             if isinstance(content, str) and content:
                 opened, events_ = self._open_text("message")
                 events += events_
-                opened.text.append(content)
-                events.append(
-                    self._event(
-                        "response.output_text.delta",
-                        item_id=opened.item["id"],
-                        output_index=opened.index,
-                        content_index=0,
-                        delta=content,
-                        logprobs=[],
-                    )
-                )
+                events.append(self._text_delta(opened, content))
             if "tool_calls" in delta:
                 for call in delta["tool_calls"] or ():
                     events += self._call_delta(call)

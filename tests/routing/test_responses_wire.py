@@ -435,10 +435,6 @@ def test_stream_cut_by_length_is_incomplete():
     assert events[-1].response.incomplete_details.reason == "max_output_tokens"
 
 
-def test_sse_frames_reads_data_lines():
-    assert wire.sse_frames(b'data: {"a":1}\n\ndata: [DONE]\n\n') == [b'{"a":1}', b"[DONE]"]
-
-
 def test_an_empty_answer_is_an_empty_message():
     response, _ = wire.response_from_chat(
         _request(), _answer({"role": "assistant", "content": None})
