@@ -679,6 +679,9 @@ class ResponseStream:
     # Opening and closing items.
 
     def _add(self, kind: str, item: dict[str, Any]) -> tuple[_Open, bytes]:
+        if any(other["id"] == item["id"] for other in self.output):
+            # A second message (or reasoning) in one answer, after another kind of output.
+            item["id"] = f"{item['id']}_{len(self.output)}"
         opened = _Open(kind, len(self.output), item)
         self.output.append(item)
         self.open.append(opened)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from openai._types import omit
+from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
@@ -322,6 +324,10 @@ def _run(chunks: list[dict], **body) -> tuple[list, wire.ResponseStream]:
         assert head == b"event: " + event.type.encode()
         events.append(event)
     assert [e.sequence_number for e in events] == list(range(len(events)))
+    # The openai SDK's own accumulator (what `client.responses.stream` runs) accepts them.
+    state = ResponseStreamState(input_tools=omit, text_format=omit)
+    for event in events:
+        state.handle_event(event)
     return events, stream
 
 
@@ -470,3 +476,20 @@ def test_parallel_calls_in_one_chunk_are_two_items():
     assert added == done == [0, 1]
     assert stream.turn["content"] is None
     assert [c["id"] for c in stream.turn["tool_calls"]] == ["call_0", "call_1"]
+
+
+def test_text_resuming_after_other_output_is_a_new_item_with_its_own_id():
+    events, _ = _run(
+        [
+            _chunk({"content": "First"}),
+            _chunk({"reasoning": "Hmm"}),
+            _chunk({"content": "Second"}),
+            _chunk({}, "stop"),
+            _chunk(None, usage=USAGE),
+        ]
+    )
+    final = events[-1].response
+    assert [item.type for item in final.output] == ["message", "reasoning", "message"]
+    ids = [item.id for item in final.output]
+    assert len(set(ids)) == 3
+    assert final.output_text == "FirstSecond"
