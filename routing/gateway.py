@@ -824,7 +824,7 @@ async def _finish_abandoned(
         logger.exception("could not bill the abandoned request %s", admission.generation_id)
 
 
-def _sse(data: dict[str, Any]) -> bytes:
+def _sse_bytes(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
@@ -876,11 +876,22 @@ async def open_stream(admission: Admission, request: ChatRequest) -> router.Stre
     return result
 
 
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
 async def stream_events(
-    admission: Admission, request: ChatRequest, result: router.StreamResult
-) -> AsyncIterator[bytes]:
+    admission: Admission,
+    request: ChatRequest,
+    result: router.StreamResult,
+    *,
+    sse: bool = True,
+) -> AsyncIterator[Any]:
     """The SSE body. After the first byte there is no fallback: a failure ends the stream with
-    an error chunk (finish_reason "error"), never a silent truncation."""
+    an error chunk (finish_reason "error"), never a silent truncation. `sse=False` yields the
+    chunks themselves and no [DONE], for another wire format to translate (no JSON written
+    and read back)."""
+    emit = _sse_bytes if sse else _same
     endpoint = result.endpoint
     tracker = router.StreamTracker(keep_text=admission.keeps_bodies)
     held: list[dict[str, Any]] = []  # finish chunks wait for the usage to attach to
@@ -914,7 +925,7 @@ async def stream_events(
             if any(c.get("finish_reason") for c in framed["choices"]):
                 held.append(framed)
             else:
-                yield _sse(framed)
+                yield emit(framed)
         try:
             async for chunks in result.rest():
                 for chunk in chunks:
@@ -925,9 +936,9 @@ async def stream_events(
                         held.append(framed)
                     else:
                         for pending in held:
-                            yield _sse(pending)
+                            yield emit(pending)
                         held.clear()
-                        yield _sse(framed)
+                        yield emit(framed)
                 await progress.record(admission, tracker, result)
         except UpstreamError as error:
             failure = error
@@ -943,8 +954,8 @@ async def stream_events(
         finished = True
         if failure is not None:
             for pending in held:
-                yield _sse(pending)
-            yield _sse(
+                yield emit(pending)
+            yield emit(
                 {
                     **base,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
@@ -962,21 +973,22 @@ async def stream_events(
         else:
             if request.include_usage:
                 for pending in held:
-                    yield _sse(pending)
-                yield _sse({**base, "choices": [], "usage": usage_json(usage, cost)})
+                    yield emit(pending)
+                yield emit({**base, "choices": [], "usage": usage_json(usage, cost)})
             elif held:
                 for pending in held[:-1]:
-                    yield _sse(pending)
-                yield _sse({**held[-1], "usage": usage_json(usage, cost)})
+                    yield emit(pending)
+                yield emit({**held[-1], "usage": usage_json(usage, cost)})
             else:
-                yield _sse(
+                yield emit(
                     {
                         **base,
                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                         "usage": usage_json(usage, cost),
                     }
                 )
-        yield b"data: [DONE]\n\n"
+        if sse:
+            yield b"data: [DONE]\n\n"
     finally:
         if finished:
             await result.aclose()

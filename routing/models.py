@@ -153,4 +153,31 @@ class RoutingPolicy(models.Model):
         return f"routing policy of {self.organization_id}"
 
 
+class StoredResponse(models.Model):
+    """A /v1/responses answer kept (`store`, the default) so it can be retrieved and continued
+    with `previous_response_id`, for RESPONSES_RETENTION_DAYS. Its id is its generation's
+    (`resp_<hex>` for `gen-<hex>`): request logs and the ledger name the same call."""
+
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )
+    # The key that created it (no foreign key: a deleted key leaves its responses readable).
+    key_id = models.UUIDField()
+    # The Response object as it was answered, JSON text: its cost stays an exact decimal.
+    response = models.TextField()
+    # The conversation up to and including this answer, as chat messages (instructions aside,
+    # as OpenAI doesn't carry them over): what previous_response_id continues from.
+    conversation = models.JSONField(default=list)
+    # This request's input, as Responses items (GET .../input_items).
+    input_items = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+
 from routing.batches.models import Batch, BatchFile, BatchItem  # noqa: E402,F401

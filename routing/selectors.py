@@ -1,4 +1,4 @@
-"""Reads of the routing app: an organization's default routing policy.
+"""Reads of the routing app: an organization's default routing policy, its stored responses.
 
 `routing_policy_for` runs on the hot path (every chat request), so it answers from this
 process's memory (at most POLICY_LOCAL_TTL old), then the shared cache, and only then the
@@ -8,6 +8,7 @@ process sees a change within POLICY_LOCAL_TTL.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ from accounts.models import Organization
 from config.db import run_db
 from config.localcache import LocalTTLCache
 from config.localcache import process_cache as cache
-from routing.models import Provider, RoutingPolicy, RoutingStrategy
+from routing.errors import GatewayError
+from routing.models import Provider, RoutingPolicy, RoutingStrategy, StoredResponse
 
 POLICY_LOCAL_TTL = 5.0  # seconds a process trusts its own copy
 POLICY_SHARED_TTL = 3600  # updates overwrite it; the TTL only bounds a missed overwrite
@@ -144,3 +146,29 @@ async def routing_policy_for(organization_id: uuid.UUID | str) -> OrgRoutingDefa
 def provider_list() -> list[Provider]:
     """The catalog's providers (the catalog is shared by every organization)."""
     return list(Provider.objects.order_by("name"))
+
+
+# Stored responses (/v1/responses) ----------------------------------------------------------
+
+_RESPONSE_ID = re.compile(r"resp_[A-Za-z0-9]{1,59}")
+
+
+def stored_response_get(
+    *, organization_id: uuid.UUID | str, response_id: str, param: str = "id"
+) -> StoredResponse:
+    """One of the organization's stored responses; another's (or none) is a 404 naming
+    `param`, in the OpenAI shape."""
+    found = (
+        StoredResponse.objects.filter(organization_id=organization_id, id=response_id).first()
+        if isinstance(response_id, str) and _RESPONSE_ID.fullmatch(response_id)
+        else None
+    )
+    if found is None:
+        what = "Previous response" if param == "previous_response_id" else "Response"
+        raise GatewayError(
+            404,
+            f"{what} with id '{response_id}' not found.",
+            code="not_found",
+            param=param,
+        )
+    return found

@@ -1,18 +1,23 @@
-"""Writes to the routing app: the catalog."""
+"""Writes to the routing app: the catalog, stored responses."""
 
 from __future__ import annotations
 
 import json
+import logging
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider
+from routing.models import CatalogModel, CatalogVersion, Endpoint, Provider, StoredResponse
 from routing.snapshot import CATALOG_VERSION_CACHE_KEY, MEASURED_HEALTH_CACHE_KEY
+
+logger = logging.getLogger(__name__)
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "catalog.json"
 NANO_PER_USD = 1_000_000_000
@@ -134,3 +139,59 @@ def endpoint_health_publish(*, figures: dict[str, dict[str, Any]]) -> None:
 
     cache.set(MEASURED_HEALTH_CACHE_KEY, figures, 3600)
     health_book.set_measured(figures)
+
+
+def stored_responses_create(*, rows: list[dict[str, Any]]) -> int:
+    """Keep /v1/responses answers for retrieval and `previous_response_id`, in one INSERT;
+    each row: response_id, organization_id, key_id, response (its JSON text), conversation,
+    input_items. When the batch fails, each row is tried on its own, so one bad row (its
+    organization deleted meanwhile) doesn't lose the others. Returns the rows written."""
+    objects = [
+        StoredResponse(
+            id=row["response_id"],
+            organization_id=row["organization_id"],
+            key_id=row["key_id"],
+            response=row["response"],
+            conversation=row["conversation"],
+            input_items=row["input_items"],
+        )
+        for row in rows
+    ]
+    try:
+        with transaction.atomic():
+            StoredResponse.objects.bulk_create(objects)
+        return len(objects)
+    except DatabaseError:
+        if len(objects) == 1:
+            raise
+    written = 0
+    for stored in objects:
+        try:
+            with transaction.atomic():
+                stored.save(force_insert=True)
+            written += 1
+        except DatabaseError:
+            logger.exception("could not store the response %s", stored.id)
+    return written
+
+
+@transaction.atomic
+def stored_response_delete(*, stored: StoredResponse) -> None:
+    stored.delete()
+
+
+def stored_responses_purge(*, now: datetime | None = None) -> int:
+    """Stored responses past RESPONSES_RETENTION_DAYS go, RESPONSES_PURGE_BATCH at a time (at
+    most RESPONSES_PURGE_MAX_BATCHES per run, so a backlog never holds a long lock)."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.RESPONSES_RETENTION_DAYS)
+    purged = 0
+    for _ in range(settings.RESPONSES_PURGE_MAX_BATCHES):
+        ids = list(
+            StoredResponse.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[
+                : settings.RESPONSES_PURGE_BATCH
+            ]
+        )
+        if not ids:
+            break
+        purged += StoredResponse.objects.filter(pk__in=ids).delete()[0]
+    return purged

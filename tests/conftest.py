@@ -200,7 +200,10 @@ def pytest_runtest_teardown(item, nextitem):
     insert and the TRUNCATE deadlock on PostgreSQL); what it still holds then belongs to a
     test that is over."""
     from observability.writer import log_buffer
+    from routing.response_store import response_writer
 
+    # Nor a stored response (/v1/responses) still being written behind its answer.
+    response_writer.drain()
     with log_buffer.paused():
         try:
             return (yield)

@@ -517,6 +517,14 @@ CELERY_BEAT_SCHEDULE["batches-sweep"] = {
     "task": "routing.batches.tasks.batch_sweep",
     "schedule": 15.0,
 }
+# /v1/responses kept with `store` (the default) are retrievable and continuable this long.
+RESPONSES_RETENTION_DAYS = env.int("LLMAPI_RESPONSES_RETENTION_DAYS", default=30)
+RESPONSES_PURGE_BATCH = env.int("LLMAPI_RESPONSES_PURGE_BATCH", default=1000)
+RESPONSES_PURGE_MAX_BATCHES = env.int("LLMAPI_RESPONSES_PURGE_MAX_BATCHES", default=100)
+CELERY_BEAT_SCHEDULE["routing-purge-stored-responses"] = {
+    "task": "routing.tasks.purge_stored_responses",
+    "schedule": 3600.0,
+}
 
 # Stripe (billing.stripe_client): off when no secret key is set; the billing pages say so.
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")

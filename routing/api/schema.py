@@ -559,3 +559,91 @@ BatchList = inline_serializer(
         "has_more": serializers.BooleanField(),
     },
 )
+
+
+# --- Responses (/v1/responses) ----------------------------------------------------------------
+
+
+class ResponseCreateRequest(serializers.Serializer):
+    model = serializers.CharField(help_text="e.g. google/gemini-3.1-flash-lite")
+    models = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Models to fall back to."
+    )
+    input = serializers.JSONField(
+        help_text="A string, or a list of items: message (role user, system, developer or "
+        "assistant; content input_text, input_image, input_file, output_text), function_call, "
+        "function_call_output, reasoning (accepted, not sent on)."
+    )
+    instructions = serializers.CharField(required=False)
+    previous_response_id = serializers.CharField(
+        required=False, help_text="A stored response of yours to continue."
+    )
+    store = serializers.BooleanField(required=False, default=True)
+    stream = serializers.BooleanField(required=False, default=False)
+    max_output_tokens = serializers.IntegerField(min_value=1, required=False)
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
+    top_p = serializers.FloatField(min_value=0, max_value=1, required=False)
+    tools = serializers.JSONField(
+        required=False,
+        help_text='Function tools only: {"type": "function", "name", "parameters", "strict"}.',
+    )
+    tool_choice = serializers.JSONField(required=False)
+    parallel_tool_calls = serializers.BooleanField(required=False)
+    text = serializers.JSONField(
+        required=False, help_text='{"format": {"type": "text" | "json_object" | "json_schema"}}'
+    )
+    reasoning = serializers.JSONField(required=False, help_text='{"effort", "summary"}')
+    metadata = serializers.DictField(child=serializers.CharField(), required=False)
+    user = serializers.CharField(required=False)
+    provider = ProviderPreferences(required=False)
+
+
+class ResponseUsage(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    input_tokens_details = serializers.JSONField()
+    output_tokens = serializers.IntegerField()
+    output_tokens_details = serializers.JSONField()
+    total_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=9, help_text="USD.")
+
+
+class ResponseObject(serializers.Serializer):
+    id = serializers.CharField(help_text="resp_ and our generation id's hex.")
+    object = serializers.CharField()
+    created_at = serializers.IntegerField()
+    status = serializers.ChoiceField(["completed", "incomplete", "failed", "in_progress"])
+    model = serializers.CharField(help_text="The model that served the request.")
+    provider = serializers.CharField(help_text="The provider that served the request.")
+    output = serializers.JSONField(help_text="message, function_call and reasoning items.")
+    usage = ResponseUsage(allow_null=True)
+    error = serializers.JSONField(allow_null=True)
+    incomplete_details = serializers.JSONField(allow_null=True)
+    previous_response_id = serializers.CharField(allow_null=True)
+    store = serializers.BooleanField()
+
+
+ResponseDeleted = inline_serializer(
+    "ResponseDeleted",
+    {
+        "id": serializers.CharField(),
+        "object": serializers.CharField(),
+        "deleted": serializers.BooleanField(),
+    },
+)
+
+ResponseItemList = inline_serializer(
+    "ResponseItemList",
+    {
+        "object": serializers.CharField(),
+        "data": serializers.JSONField(),
+        "first_id": serializers.CharField(allow_null=True),
+        "last_id": serializers.CharField(allow_null=True),
+        "has_more": serializers.BooleanField(),
+    },
+)
+
+RESPONSE_EXAMPLE = OpenApiExample(
+    "Hello",
+    value={"model": "google/gemini-3.1-flash-lite", "input": "Hello!"},
+    request_only=True,
+)

@@ -2,13 +2,20 @@ from __future__ import annotations
 
 from django.urls import path
 
-from routing.api import batches, messages, tasks, views
+from routing.api import batches, messages, responses, tasks, views
 
 urlpatterns = [
     path("chat/completions", views.ChatCompletionsApi.as_view(), name="v1_chat_completions"),
     path("messages", messages.MessagesApi.as_view(), name="v1_messages"),
     path(
         "messages/count_tokens", messages.CountTokensApi.as_view(), name="v1_messages_count_tokens"
+    ),
+    path("responses", responses.ResponsesApi.as_view(), name="v1_responses"),
+    path("responses/<str:response_id>", responses.ResponseDetailApi.as_view(), name="v1_response"),
+    path(
+        "responses/<str:response_id>/input_items",
+        responses.ResponseInputItemsApi.as_view(),
+        name="v1_response_input_items",
     ),
     path("embeddings", views.EmbeddingsApi.as_view(), name="v1_embeddings"),
     path("models", views.ModelListApi.as_view(), name="v1_models"),

@@ -170,6 +170,15 @@ def test_reasoning_effort_becomes_a_thinking_level(effort, level):
     assert config["thinkingConfig"] == {"thinkingLevel": level}
 
 
+def test_include_reasoning_asks_for_the_thoughts_text():
+    body = {"messages": [user("hi")], "reasoning_effort": "low", "include_reasoning": True}
+    config = request_json(body)["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingLevel": "low", "includeThoughts": True}
+    # Without an effort there is no thinking to show.
+    plain = request_json({"messages": [user("hi")], "include_reasoning": True})
+    assert "thinkingConfig" not in plain.get("generationConfig", {})
+
+
 def test_image_url_mime_type_is_guessed_from_the_extension():
     parts = request_json(
         {
