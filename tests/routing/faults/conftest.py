@@ -9,3 +9,5 @@ from django.conf import settings
 collect_ignore_glob = []
 if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     collect_ignore_glob.append("test_postgres_down.py")
+if not settings.REDIS_URL:
+    collect_ignore_glob.append("test_responses_store_down.py")
