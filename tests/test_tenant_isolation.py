@@ -100,7 +100,18 @@ def acme_ids(alice, bob):
         endpoint="/v1/chat/completions",
         completion_window="24h",
     )
+    from routing.models import StoredResponse
+
+    response = StoredResponse.objects.create(
+        id="resp_" + "a" * 32,
+        organization=alice.org,
+        key_id=key.id,
+        response='{"id": "resp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "object": "response"}',
+        conversation=[{"role": "user", "content": "hi"}],
+        input_items=[],
+    )
     return {
+        "response_id": response.id,
         "file_id": stored.id,
         "batch_id": batch.id,
         "kind": "output",

@@ -266,7 +266,7 @@ class Usage(serializers.Serializer):
 
 
 class AssistantMessage(serializers.Serializer):
-    role = serializers.ChoiceField(["assistant"])
+    role = serializers.CharField(help_text="Always assistant.")
     content = serializers.CharField(allow_null=True)
     refusal = serializers.CharField(allow_null=True, required=False)
     reasoning = serializers.CharField(
@@ -298,7 +298,7 @@ class ChunkToolCall(serializers.Serializer):
 
 
 class ChunkDelta(serializers.Serializer):
-    role = serializers.ChoiceField(["assistant"], required=False)
+    role = serializers.CharField(required=False, help_text="assistant, on the first chunk.")
     content = serializers.CharField(allow_null=True, required=False)
     reasoning = serializers.CharField(required=False)
     tool_calls = ChunkToolCall(many=True, required=False)
