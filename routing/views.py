@@ -279,7 +279,8 @@ def playground_body(raw: bytes) -> dict[str, Any]:
 
 
 def playground_request(raw: bytes):
-    """(api, the chat request the gateway routes, turn its chat SSE into the API's own)."""
+    """(api, the chat request the gateway routes, what streams the API's own events from
+    (admission, chat, result))."""
     data = _playground_data(raw)
     api = data.get("api", "chat")
     if api not in PLAYGROUND_APIS:
@@ -297,13 +298,14 @@ def playground_request(raw: bytes):
             request["provider"] = provider
         chat = parse_chat(anthropic.messages_to_chat(request))
 
-        def events(admission, result, stream):
+        def events(admission, chat, result):
             return anthropic.message_events(
-                stream, input_tokens=admission.prompt_for(result.endpoint)
+                gateway.stream_events(admission, chat, result, sse=False),
+                input_tokens=admission.prompt_for(result.endpoint),
             )
 
         return api, chat, events
-    return api, parse_chat(playground_body(raw)), lambda admission, result, stream: stream
+    return api, parse_chat(playground_body(raw)), gateway.stream_events
 
 
 @require_POST
@@ -331,7 +333,7 @@ async def playground_chat(request: HttpRequest, org_id: uuid.UUID) -> HttpRespon
     except GatewayError as error:
         return _gateway_error(error)
     response = StreamingHttpResponse(
-        events(admission, result, gateway.stream_events(admission, chat, result)),
+        events(admission, chat, result),
         content_type="text/event-stream",
     )
     response["X-Playground-Api"] = api

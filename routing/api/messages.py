@@ -47,7 +47,7 @@ class MessagesApi(AnthropicApiView):
             return json_response(wire.chat_to_message(answer), headers=admission.headers)
         result = await gateway.open_stream(admission, chat)
         events = wire.message_events(
-            gateway.stream_events(admission, chat, result),
+            gateway.stream_events(admission, chat, result, sse=False),
             input_tokens=admission.prompt_for(result.endpoint),
         )
         response = StreamingHttpResponse(events, content_type="text/event-stream")

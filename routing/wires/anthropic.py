@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -623,16 +624,16 @@ class MessageStream:
 
 
 async def message_events(
-    chunks: AsyncIterator[bytes], *, input_tokens: int
+    chunks: AsyncIterator[dict[str, Any]], *, input_tokens: int
 ) -> AsyncIterator[bytes]:
-    """The gateway's chat SSE body → Anthropic's."""
+    """The gateway's chat chunks (`stream_events(sse=False)`) → Anthropic's SSE body, the
+    events of one chunk in one write."""
     stream = MessageStream(input_tokens=input_tokens)
-    async for raw in chunks:
-        for line in raw.split(b"\n"):
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            for event in stream.feed(orjson.loads(line[6:])):
-                yield event
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            events = stream.feed(chunk)
+            if events:
+                yield b"".join(events)
 
 
 def count_text(body: dict[str, Any]) -> dict[str, Any]:
