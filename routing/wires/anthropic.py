@@ -311,12 +311,41 @@ def _effort(thinking: Any) -> str | None:
     return next((effort for limit, effort in EFFORTS if budget <= limit), "high")
 
 
+# Fields an Anthropic endpoint would honour by charging beyond the listed prices (a dearer tier
+# or region, MCP and code-execution tool use): refused, since the request reaches Anthropic as
+# the client sent it and nothing held covers those charges.
+_PRICED = {
+    "mcp_servers": "Remote MCP servers are",
+    "container": "Code execution containers are",
+}
+
+
+def _check_priced(body: dict[str, Any]) -> None:
+    tier = body.get("service_tier")
+    if tier not in (None, "auto", "standard_only"):
+        raise _bad(
+            f"service_tier: {tier!r} is not available: requests run on the standard tier, at "
+            "the prices listed for each model. Omit it, or send 'auto' or 'standard_only'.",
+            param="service_tier",
+        )
+    geo = body.get("inference_geo")
+    if geo not in (None, "global"):
+        raise _bad(
+            f"inference_geo: {geo!r} is priced above the listed prices; omit it.",
+            param="inference_geo",
+        )
+    for name, what in _PRICED.items():
+        if body.get(name) is not None:
+            raise _bad(f"{name}: {what} not supported; remove it from the request.", param=name)
+
+
 def messages_to_chat(body: Any) -> dict[str, Any]:
     """A Messages request → the chat body the gateway routes (errors: 400, Anthropic's words)."""
     _require(isinstance(body, dict), "body", "must be a JSON object.")
     unknown = sorted(set(body) - _ACCEPTED)
     if unknown:
         raise _bad(f"{unknown[0]}: Extra inputs are not permitted", param=unknown[0])
+    _check_priced(body)
     model = body.get("model")
     _require(isinstance(model, str) and bool(model.strip()), "model", "is required.")
     max_tokens = body.get("max_tokens")

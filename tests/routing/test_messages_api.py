@@ -379,3 +379,57 @@ def test_models_answer_in_anthropics_shape(anthropic_client):
     assert {model.type for model in models.data} == {"model"}
     one = anthropic_client.models.retrieve("anthropic/claude-3.5-haiku")
     assert one.display_name and one.created_at
+
+
+# Money: what the client's own request, passed to Anthropic as sent, could make us spend -------
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"service_tier": "priority"}, "service_tier"),
+        ({"inference_geo": "us"}, "inference_geo"),
+        (
+            {"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]},
+            "mcp_servers",
+        ),
+        ({"container": "container_1"}, "container"),
+    ],
+)
+def test_fields_anthropic_charges_extra_for_are_refused_before_any_call(
+    anthropic_client, sim, generation_events, extra, param
+):
+    """Passed through natively, these would be billed to us above the listed prices (a dearer
+    tier or region, MCP and code-execution use) with nothing held for them. Before: accepted and
+    sent to Anthropic as they were."""
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        anthropic_client.messages.create(
+            model="anthropic/claude-3.5-haiku",
+            max_tokens=8,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body=only("anthropic", **extra),
+        )
+    assert param in refused.value.body["error"]["message"]
+    assert sim.stats("anthropic")["requests"] == 0
+    assert generation_events == []
+
+
+def test_the_native_request_asks_anthropic_for_no_more_than_was_held(
+    anthropic_client, sim, generation_events
+):
+    """The client's max_tokens and thinking budget are replaced by the held output cap (the
+    budget shrunk under it): Anthropic can't write, and bill, more than the hold covers, and
+    the generation is billed once at what Anthropic reported."""
+    message = anthropic_client.messages.create(
+        model="anthropic/claude-3.5-haiku",
+        max_tokens=1500,
+        thinking={"type": "enabled", "budget_tokens": 2000},
+        messages=[{"role": "user", "content": "Think hard."}],
+        extra_body=only("anthropic"),
+    )
+    sent = sim.last_request("anthropic")
+    assert sent["max_tokens"] == 1500 + 2000  # the budget is added to the answer's room
+    assert sent["thinking"]["budget_tokens"] < sent["max_tokens"]
+    assert message.usage.output_tokens <= sent["max_tokens"]
+    [event] = generation_events
+    assert Decimal(event.cost_nanousd) / 10**9 == cost(message) > 0
